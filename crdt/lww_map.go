@@ -30,6 +30,9 @@ type Change[K cmp.Ordered, V any] struct {
 type Delta[K cmp.Ordered, V any] struct {
 	Entries []Entry[K, V]
 	Covers  VersionVector
+	// Cut is non-zero when the delta was cut short: it holds every write
+	// the partner lacked up to this Lamport time, and Covers is capped at it.
+	Cut uint64
 }
 
 // Map is a last-writer-wins map from K to V with tombstones. The zero value
@@ -128,11 +131,18 @@ func (m *Map[K, V]) Delete(key K, s Stamp) (bool, error) {
 // vector, so use it for the replica's own writes, which it makes in order;
 // writes from others arrive through ApplyDelta or Merge.
 func (m *Map[K, V]) Apply(e Entry[K, V]) (bool, error) {
+	_, changed, err := m.Put(e)
+	return changed, err
+}
+
+// Put is Apply that also returns the change, for callers that derive
+// state (events, digests) from it.
+func (m *Map[K, V]) Put(e Entry[K, V]) (Change[K, V], bool, error) {
 	if err := validEntry(e); err != nil {
-		return false, err
+		return Change[K, V]{}, false, err
 	}
-	_, changed := m.put(e)
-	return changed, nil
+	c, changed := m.put(e)
+	return c, changed, nil
 }
 
 // ErrInvalidEntry wraps every rejection of bad input.
@@ -152,8 +162,13 @@ func validEntry[K cmp.Ordered, V any](e Entry[K, V]) error {
 // put stores e if it beats what is there; callers validated it.
 func (m *Map[K, V]) put(e Entry[K, V]) (Change[K, V], bool) {
 	m.init()
-	m.version.Observe(e.Stamp.Writer, e.Stamp.Time)
 	old, had := m.entries[e.Key]
+	if had && e.Stamp == old.Stamp {
+		// Already held, so already observed (the vector never drops
+		// below a stored stamp): a duplicate costs one lookup.
+		return Change[K, V]{}, false
+	}
+	m.version.Observe(e.Stamp.Writer, e.Stamp.Time)
 	if had && e.Stamp.Compare(old.Stamp) <= 0 {
 		return Change[K, V]{}, false
 	}
@@ -220,25 +235,30 @@ func (m *Map[K, V]) holds(it logItem[K], writer string) bool {
 // always makes progress.)
 func (m *Map[K, V]) Delta(pv VersionVector, limit int) Delta[K, V] {
 	var out []Entry[K, V]
+	// Covers lists only the writers the partner lags on: merging it into
+	// pv gives the same vector as merging all of ours, at O(lagging) size.
+	covers := VersionVector{}
 	for w, t := range m.version {
 		since := pv[w]
 		if t <= since {
 			continue
 		}
+		covers[w] = t
 		lg := m.logs[w]
 		if lg == nil {
 			continue
 		}
 		i, _ := slices.BinarySearchFunc(lg.items, since+1, func(x logItem[K], t uint64) int { return cmp.Compare(x.time, t) })
 		for _, it := range lg.items[i:] {
-			if m.holds(it, w) {
-				out = append(out, m.entries[it.key])
+			// holds, fused with the fetch: one lookup per item.
+			if e, ok := m.entries[it.key]; ok && e.Stamp.Time == it.time && e.Stamp.Writer == w {
+				out = append(out, e)
 			}
 		}
 	}
 	slices.SortFunc(out, func(a, b Entry[K, V]) int { return a.Stamp.Compare(b.Stamp) })
 	if limit <= 0 || len(out) <= limit {
-		return Delta[K, V]{Entries: out, Covers: m.version.Clone()}
+		return Delta[K, V]{Entries: out, Covers: covers}
 	}
 	cut := out[limit].Stamp.Time - 1 // the first excluded time, minus one
 	n := limit
@@ -251,7 +271,7 @@ func (m *Map[K, V]) Delta(pv VersionVector, limit int) Delta[K, V] {
 			n++
 		}
 	}
-	return Delta[K, V]{Entries: out[:n:n], Covers: m.version.Capped(cut)}
+	return Delta[K, V]{Entries: out[:n:n], Covers: covers.Capped(cut), Cut: cut}
 }
 
 // ApplyDelta merges a delta from a partner and raises the version vector to
@@ -269,9 +289,21 @@ func (m *Map[K, V]) ApplyDelta(d Delta[K, V]) ([]Change[K, V], error) {
 			return nil, fmt.Errorf("%w: version vector entry %q=%d", ErrInvalidEntry, w, t)
 		}
 	}
+	if m.entries == nil && len(d.Entries) > 0 {
+		// A joiner's first delta is usually the whole state: size the map
+		// for it instead of growing it step by step.
+		m.entries = make(map[K]Entry[K, V], len(d.Entries))
+		m.version = VersionVector{}
+		m.logs = make(map[string]*writerLog[K])
+	}
 	var changes []Change[K, V]
-	for _, e := range d.Entries {
+	for i, e := range d.Entries {
 		if c, ok := m.put(e); ok {
+			if changes == nil {
+				// A delta holds what the vector says we lack, so most
+				// entries after the first winner win too: size for them.
+				changes = make([]Change[K, V], 0, len(d.Entries)-i)
+			}
 			changes = append(changes, c)
 		}
 	}

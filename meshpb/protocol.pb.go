@@ -346,7 +346,10 @@ type SyncRequest struct {
 	Clock uint64 `protobuf:"varint,9,opt,name=clock,proto3" json:"clock,omitempty"`
 	// Non-zero when delta was cut short: it holds every write the responder
 	// lacked up to this Lamport time, and none above it.
-	Cut           uint64 `protobuf:"varint,10,opt,name=cut,proto3" json:"cut,omitempty"`
+	Cut uint64 `protobuf:"varint,10,opt,name=cut,proto3" json:"cut,omitempty"`
+	// Set by a leaving peer: apply delta (its own tombstone) and answer
+	// with nothing; version is empty and claims nothing.
+	Push          bool `protobuf:"varint,11,opt,name=push,proto3" json:"push,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -449,6 +452,13 @@ func (x *SyncRequest) GetCut() uint64 {
 		return x.Cut
 	}
 	return 0
+}
+
+func (x *SyncRequest) GetPush() bool {
+	if x != nil {
+		return x.Push
+	}
+	return false
 }
 
 // SyncResponse answers a SyncRequest.
@@ -590,7 +600,7 @@ const file_protocol_proto_rawDesc = "" +
 	"\x04time\x18\x02 \x01(\x04R\x04time\"3\n" +
 	"\x03Age\x12\x12\n" +
 	"\x04addr\x18\x01 \x01(\tR\x04addr\x12\x18\n" +
-	"\aperiods\x18\x02 \x01(\rR\aperiods\"\xa5\x02\n" +
+	"\aperiods\x18\x02 \x01(\rR\aperiods\"\xb9\x02\n" +
 	"\vSyncRequest\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12\x16\n" +
@@ -603,7 +613,8 @@ const file_protocol_proto_rawDesc = "" +
 	"named_ages\x18\b \x03(\v2\f.mesh.v1.AgeR\tnamedAges\x12\x14\n" +
 	"\x05clock\x18\t \x01(\x04R\x05clock\x12\x10\n" +
 	"\x03cut\x18\n" +
-	" \x01(\x04R\x03cut\"\xae\x02\n" +
+	" \x01(\x04R\x03cut\x12\x12\n" +
+	"\x04push\x18\v \x01(\bR\x04push\"\xae\x02\n" +
 	"\fSyncResponse\x12\x16\n" +
 	"\x06digest\x18\x01 \x01(\x06R\x06digest\x12#\n" +
 	"\rfresher_index\x18\x02 \x03(\rR\ffresherIndex\x12!\n" +

@@ -1,0 +1,160 @@
+package peer
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"time"
+
+	"google.golang.org/grpc"
+)
+
+// PeerConfig configures a Peer. Every zero field means the documented
+// default, most of them a multiple of PingPeriod, so one knob scales the
+// whole protocol. Peers of one cluster should share PingPeriod: liveness
+// evidence travels in units of it.
+type PeerConfig struct {
+	// SelfEndpoint is this peer's address and id, "host:port" (IPv6 as
+	// "[::1]:7946"). Other peers dial it, so it must be reachable by them.
+	SelfEndpoint string
+	// PingPeriod is one gossip round. Default 1s. Shorter rounds detect
+	// failures and spread updates sooner at proportionally more traffic.
+	PingPeriod time.Duration
+
+	// ClusterName, when set, must match on both sides of every exchange:
+	// peers of differently named clusters refuse to merge. Default "".
+	ClusterName string
+	// Fanout is how many random live members a peer syncs with per round.
+	// Default 1. Each extra partner adds one exchange per round (about 100
+	// bytes at 64 members) and speeds up spreading.
+	Fanout int
+	// Expiry is how long a member may go without fresh liveness evidence
+	// before it is suspected; a suspect that then fails a direct sync is
+	// declared failed. Default 5 × PingPeriod. Raising it makes removal
+	// slower and false removals (already guarded by the direct check) rarer.
+	Expiry time.Duration
+	// RPCTimeout bounds each Sync call. Default PingPeriod.
+	RPCTimeout time.Duration
+	// MaxRetryInterval caps the backoff between attempts to reach a seed
+	// or a failed peer (to heal partitions). Default 30 × PingPeriod.
+	MaxRetryInterval time.Duration
+	// TombstoneTTL is how long a removed member's tombstone is kept before
+	// it is purged. Default 600 × PingPeriod. Longer keeps memory for
+	// departed peers longer; shorter is safe too (see crdt's floor).
+	TombstoneTTL time.Duration
+	// MaxMetaBytes bounds the encoded size of a PeerMeta (name and tags).
+	// Default 16 KiB; memberlist allows 512 bytes.
+	MaxMetaBytes int
+	// MaxDeltaEntries bounds the entries in one Sync message; larger
+	// differences take several rounds. Default 1024.
+	MaxDeltaEntries int
+
+	// DialOptions are used for every outgoing connection of the default
+	// gRPC transport. Default: insecure transport credentials.
+	DialOptions []grpc.DialOption
+	// Transport carries Sync calls. Default: gRPC with DialOptions.
+	Transport Transport
+	// Clock reads time. Default: the system clock.
+	Clock Clock
+	// Rand picks partners. Default: seeded from SelfEndpoint and the time.
+	Rand *rand.Rand
+	// Logger receives structured logs. Default: discard.
+	Logger *slog.Logger
+}
+
+// DefaultPingPeriod is the round length when PingPeriod is zero.
+const DefaultPingPeriod = time.Second
+
+// withDefaults returns a copy of c with every zero field set.
+func (c PeerConfig) withDefaults() PeerConfig {
+	if c.PingPeriod == 0 {
+		c.PingPeriod = DefaultPingPeriod
+	}
+	p := c.PingPeriod
+	set := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	set(&c.Expiry, 5*p)
+	set(&c.RPCTimeout, p)
+	set(&c.MaxRetryInterval, 30*p)
+	set(&c.TombstoneTTL, 600*p)
+	if c.Fanout == 0 {
+		c.Fanout = 1
+	}
+	if c.MaxMetaBytes == 0 {
+		c.MaxMetaBytes = 16 << 10
+	}
+	if c.MaxDeltaEntries == 0 {
+		c.MaxDeltaEntries = 1024
+	}
+	if c.Clock == nil {
+		c.Clock = systemClock{}
+	}
+	if c.Rand == nil {
+		seed := uint64(time.Now().UnixNano())
+		for _, b := range []byte(c.SelfEndpoint) {
+			seed = seed*31 + uint64(b)
+		}
+		c.Rand = rand.New(rand.NewPCG(seed, seed>>1|1))
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Validate reports every problem with c at once; it changes nothing. Zero
+// fields are fine (they mean defaults); negative ones are not.
+func (c PeerConfig) Validate() error {
+	var errs []error
+	if err := ValidateEndpoint(c.SelfEndpoint); err != nil {
+		errs = append(errs, fmt.Errorf("SelfEndpoint: %w", err))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"PingPeriod", c.PingPeriod}, {"Expiry", c.Expiry}, {"RPCTimeout", c.RPCTimeout},
+		{"MaxRetryInterval", c.MaxRetryInterval}, {"TombstoneTTL", c.TombstoneTTL}} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("%s: %v is negative; use 0 for the default or a positive duration", d.name, d.v))
+		}
+	}
+	if c.PingPeriod > 0 && c.PingPeriod < time.Millisecond {
+		errs = append(errs, fmt.Errorf("PingPeriod: %v is below the 1ms minimum", c.PingPeriod))
+	}
+	d := c.withDefaults()
+	if c.Expiry > 0 && c.Expiry < 2*d.PingPeriod {
+		errs = append(errs, fmt.Errorf("Expiry: %v must be at least 2 × PingPeriod (%v), or liveness evidence cannot arrive in time", c.Expiry, 2*d.PingPeriod))
+	}
+	for _, n := range []struct {
+		name string
+		v    int
+	}{{"Fanout", c.Fanout}, {"MaxMetaBytes", c.MaxMetaBytes}, {"MaxDeltaEntries", c.MaxDeltaEntries}} {
+		if n.v < 0 {
+			errs = append(errs, fmt.Errorf("%s: %d is negative; use 0 for the default", n.name, n.v))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ValidateEndpoint checks that addr is "host:port" with a numeric port in
+// 1..65535, as peers use for ids and dialing.
+func ValidateEndpoint(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port (IPv6 as [::1]:7946): %w", addr, err)
+	}
+	if host == "" {
+		return fmt.Errorf("%q has no host", addr)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%q: port must be a number in 1..65535", addr)
+	}
+	return nil
+}

@@ -1,0 +1,51 @@
+package peer
+
+import (
+	"time"
+
+	"github.com/gossipmesh/mesh/meshpb"
+)
+
+// EventType says what happened to a member.
+type EventType int
+
+const (
+	EventJoin   EventType = iota + 1 // a member appeared (or came back)
+	EventUpdate                      // a member changed its meta
+	EventLeave                       // a member left gracefully
+	EventFailed                      // a member was declared failed
+)
+
+func (t EventType) String() string {
+	switch t {
+	case EventJoin:
+		return "join"
+	case EventUpdate:
+		return "update"
+	case EventLeave:
+		return "leave"
+	case EventFailed:
+		return "failed"
+	}
+	return "unknown"
+}
+
+// Event is one change of membership as this peer saw it.
+type Event struct {
+	Type EventType
+	Addr string
+	// Meta is the member's meta after a join or update, and its last
+	// known meta on leave or failure. Do not modify it.
+	Meta *meshpb.PeerMeta
+	Time time.Time
+}
+
+// Stats counts protocol activity since the peer was created.
+type Stats struct {
+	Rounds            uint64 // rounds run
+	StarvedRounds     uint64 // rounds that ran late; no expiry on them
+	SyncErrors        uint64 // outgoing exchanges that failed
+	Suspicions        uint64 // members whose evidence expired
+	SuspicionsRefuted uint64 // suspects later found running
+	Refutations       uint64 // tombstones of this peer it overrode
+}

@@ -1,0 +1,77 @@
+package peer
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/gossipmesh/mesh/meshpb"
+)
+
+// grpcTransport is the default Transport: one lazily connected
+// *grpc.ClientConn per peer address, reused across rounds.
+type grpcTransport struct {
+	opts []grpc.DialOption
+
+	mu     sync.Mutex
+	conns  map[string]*grpc.ClientConn
+	closed bool
+}
+
+var _ Transport = (*grpcTransport)(nil)
+
+func newGRPCTransport(opts []grpc.DialOption) *grpcTransport {
+	if len(opts) == 0 {
+		opts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	}
+	return &grpcTransport{opts: opts, conns: map[string]*grpc.ClientConn{}}
+}
+
+func (t *grpcTransport) conn(addr string) (*grpc.ClientConn, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return nil, fmt.Errorf("dial %s: transport closed", addr)
+	}
+	if c := t.conns[addr]; c != nil {
+		return c, nil
+	}
+	c, err := grpc.NewClient(addr, t.opts...)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	t.conns[addr] = c
+	return c, nil
+}
+
+func (t *grpcTransport) Sync(ctx context.Context, addr string, req *meshpb.SyncRequest) (*meshpb.SyncResponse, error) {
+	c, err := t.conn(addr)
+	if err != nil {
+		return nil, err
+	}
+	return meshpb.NewGossipServiceClient(c).Sync(ctx, req)
+}
+
+func (t *grpcTransport) Forget(addr string) {
+	t.mu.Lock()
+	c := t.conns[addr]
+	delete(t.conns, addr)
+	t.mu.Unlock()
+	if c != nil {
+		c.Close()
+	}
+}
+
+func (t *grpcTransport) Close() error {
+	t.mu.Lock()
+	conns := t.conns
+	t.conns, t.closed = map[string]*grpc.ClientConn{}, true
+	t.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+	return nil
+}

@@ -1,0 +1,365 @@
+package peer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/gossipmesh/mesh/meshpb"
+)
+
+// Peer is one member of a mesh cluster. It implements
+// meshpb.GossipServiceServer; register it on a *grpc.Server you own.
+// All methods are safe for concurrent use.
+type Peer struct {
+	meshpb.UnimplementedGossipServiceServer
+
+	cfg       PeerConfig
+	transport Transport
+	ctx       context.Context // cancelled by Stop: aborts calls in flight
+	cancel    context.CancelFunc
+	stopCh    chan struct{}
+	runDone   chan struct{}
+
+	mu       sync.Mutex
+	st       *state
+	running  bool
+	stopped  bool
+	subs     map[*Subscription]struct{}
+	calls    sync.WaitGroup // exchanges in flight
+	stopOnce sync.Once
+}
+
+var _ meshpb.GossipServiceServer = (*Peer)(nil)
+
+// NewPeer returns a peer for config; it starts nothing (see Run). It never
+// fails: a negative duration or count falls back to its default and an
+// invalid SelfEndpoint is kept as the id (peers will fail to dial it);
+// both are logged. Call config.Validate first, or use New, to refuse them.
+func NewPeer(config PeerConfig) *Peer {
+	err := config.Validate()
+	cfg := sanitize(config).withDefaults()
+	if err != nil {
+		cfg.Logger.Error("invalid peer config; using defaults where possible", "err", err)
+	}
+	p := &Peer{
+		cfg:       cfg,
+		transport: cfg.Transport,
+		stopCh:    make(chan struct{}),
+		runDone:   make(chan struct{}),
+		subs:      map[*Subscription]struct{}{},
+	}
+	if p.transport == nil {
+		p.transport = newGRPCTransport(cfg.DialOptions)
+	}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	p.st = newState(cfg, cfg.Clock.Now())
+	return p
+}
+
+// New is NewPeer that first validates config and returns its errors.
+func New(config PeerConfig) (*Peer, error) {
+	if err := config.Validate(); err != nil {
+		return nil, fmt.Errorf("peer config: %w", err)
+	}
+	return NewPeer(config), nil
+}
+
+// sanitize zeroes negative fields so that withDefaults replaces them.
+func sanitize(c PeerConfig) PeerConfig {
+	for _, d := range []*time.Duration{&c.PingPeriod, &c.Expiry, &c.RPCTimeout, &c.MaxRetryInterval, &c.TombstoneTTL} {
+		if *d < 0 {
+			*d = 0
+		}
+	}
+	if c.PingPeriod > 0 && c.PingPeriod < time.Millisecond {
+		c.PingPeriod = time.Millisecond
+	}
+	if c.Expiry > 0 && c.Expiry < 2*c.withDefaults().PingPeriod {
+		c.Expiry = 0
+	}
+	for _, n := range []*int{&c.Fanout, &c.MaxMetaBytes, &c.MaxDeltaEntries} {
+		if *n < 0 {
+			*n = 0
+		}
+	}
+	return c
+}
+
+// Addr returns the peer's address, which is its id.
+func (p *Peer) Addr() string { return p.cfg.SelfEndpoint }
+
+// Config returns the configuration in effect, defaults filled in.
+func (p *Peer) Config() PeerConfig { return p.cfg }
+
+// Run gossips every PingPeriod until Stop and then returns. It returns at
+// once if Stop came first or Run is already running.
+func (p *Peer) Run() {
+	p.mu.Lock()
+	if p.stopped || p.running {
+		p.mu.Unlock()
+		return
+	}
+	p.running = true
+	p.mu.Unlock()
+	defer close(p.runDone)
+
+	t := time.NewTicker(p.cfg.PingPeriod)
+	defer t.Stop()
+	for {
+		p.round()
+		select {
+		case <-p.stopCh:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// round runs one gossip round: the exchanges start in the background so
+// that a slow partner never delays the next round or the other partners.
+func (p *Peer) round() {
+	now := p.cfg.Clock.Now()
+	p.mu.Lock()
+	if p.stopped {
+		p.mu.Unlock()
+		return
+	}
+	exs := p.st.round(now)
+	p.calls.Add(len(exs))
+	forget := p.flushLocked()
+	p.mu.Unlock()
+	p.forget(forget)
+	for _, ex := range exs {
+		go p.exchange(ex)
+	}
+}
+
+// exchange runs one exchange (one or two Sync calls) with a partner.
+func (p *Peer) exchange(ex *exchange) {
+	defer p.calls.Done()
+	for ex != nil {
+		ctx, cancel := context.WithTimeout(p.ctx, p.cfg.RPCTimeout)
+		resp, err := p.transport.Sync(ctx, ex.addr, ex.req)
+		cancel()
+		if p.ctx.Err() != nil {
+			return // stopping: a cancelled call says nothing about the partner
+		}
+		now := p.cfg.Clock.Now()
+		p.mu.Lock()
+		if err != nil {
+			p.st.onError(ex, fmt.Errorf("sync with %s: %w", ex.addr, err), now)
+			ex = nil
+		} else {
+			addr := ex.addr
+			if ex, err = p.st.onResponse(ex, resp, now); err != nil {
+				p.cfg.Logger.Warn("bad answer from partner", "addr", addr, "err", err)
+			}
+		}
+		forget := p.flushLocked()
+		p.mu.Unlock()
+		p.forget(forget)
+	}
+}
+
+// Sync answers a partner's exchange; it is the gRPC handler.
+func (p *Peer) Sync(ctx context.Context, req *meshpb.SyncRequest) (*meshpb.SyncResponse, error) {
+	now := p.cfg.Clock.Now()
+	p.mu.Lock()
+	if p.stopped {
+		p.mu.Unlock()
+		return nil, status.Error(codes.Unavailable, "peer stopped")
+	}
+	resp, err := p.st.answer(req, now)
+	forget := p.flushLocked()
+	p.mu.Unlock()
+	p.forget(forget)
+	switch {
+	case errors.Is(err, errClusterMismatch):
+		p.cfg.Logger.Warn("refused a peer of another cluster", "from", req.GetFrom(), "err", err)
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
+	case err != nil:
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	return resp, nil
+}
+
+// flushLocked delivers pending events and returns connections to close.
+func (p *Peer) flushLocked() []string {
+	for _, ev := range p.st.events {
+		for s := range p.subs {
+			s.deliver(ev)
+		}
+	}
+	p.st.events = p.st.events[:0]
+	f := p.st.forget
+	p.st.forget = nil
+	return f
+}
+
+func (p *Peer) forget(addrs []string) {
+	for _, a := range addrs {
+		p.transport.Forget(a)
+	}
+}
+
+// UpdateMeta replaces this peer's meta; the cluster learns it within a
+// few rounds. The peer keeps its own copy. A meta above MaxMetaBytes is
+// logged and ignored; use SetMeta to get the error.
+func (p *Peer) UpdateMeta(meta *meshpb.PeerMeta) {
+	if err := p.SetMeta(meta); err != nil {
+		p.cfg.Logger.Error("meta not updated", "err", err)
+	}
+}
+
+// SetMeta is UpdateMeta that returns why a meta was refused.
+func (p *Peer) SetMeta(meta *meshpb.PeerMeta) error {
+	now := p.cfg.Clock.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.st.setMeta(meta, now)
+}
+
+// AddSeed asks the peer to contact addr, retrying with capped backoff until
+// it answers and whenever it is not a live member (so that partitions
+// heal). A seed becomes a member only once it has answered. Self and
+// known seeds are ignored; an invalid address is logged and ignored.
+func (p *Peer) AddSeed(seed string) {
+	now := p.cfg.Clock.Now()
+	p.mu.Lock()
+	err := p.st.addSeed(seed, now)
+	p.mu.Unlock()
+	if err != nil {
+		p.cfg.Logger.Error("seed ignored", "err", err)
+	}
+}
+
+// GetMembers returns a snapshot of the live members, self included, by
+// address. The caller owns the map and the metas.
+func (p *Peer) GetMembers() map[string]*meshpb.PeerMeta {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.st.snapshot()
+}
+
+// Stats returns protocol counters.
+func (p *Peer) Stats() Stats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.st.stats
+}
+
+// Leave tells every live member that this peer is leaving, then stops it.
+// Members drop it at once, marked as left rather than failed. Leave
+// returns an error only if no member could be told (the cluster then
+// learns of the departure by expiry); the peer is stopped either way.
+func (p *Peer) Leave(ctx context.Context) error {
+	now := p.cfg.Clock.Now()
+	p.mu.Lock()
+	if p.stopped {
+		p.mu.Unlock()
+		return errors.New("leave: peer already stopped")
+	}
+	req, to := p.st.leave(now)
+	p.flushLocked()
+	p.mu.Unlock()
+
+	var wg sync.WaitGroup
+	var told atomic.Int32
+	errs := make([]error, len(to))
+	for i, addr := range to {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, p.cfg.RPCTimeout)
+			defer cancel()
+			if _, err := p.transport.Sync(cctx, addr, req); err != nil {
+				errs[i] = fmt.Errorf("tell %s: %w", addr, err)
+				return
+			}
+			told.Add(1)
+		}()
+	}
+	wg.Wait()
+	p.Stop()
+	if len(to) > 0 && told.Load() == 0 {
+		return fmt.Errorf("leave: no member could be told: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// Stop ends every goroutine of the peer and closes its connections before
+// it returns. It may be called before Run, concurrently with it, and more
+// than once. The gRPC server stays the caller's to stop.
+func (p *Peer) Stop() {
+	p.stopOnce.Do(func() {
+		p.mu.Lock()
+		p.stopped = true
+		running := p.running
+		for s := range p.subs {
+			s.close()
+		}
+		p.subs = nil
+		p.mu.Unlock()
+		close(p.stopCh)
+		p.cancel()
+		if running {
+			<-p.runDone
+		}
+		p.calls.Wait()
+		p.transport.Close()
+	})
+}
+
+// Subscription delivers membership events to C. Delivery never blocks
+// gossip: when C is full the event is dropped and counted.
+type Subscription struct {
+	C       <-chan Event
+	c       chan Event
+	dropped atomic.Uint64
+	p       *Peer
+}
+
+// Subscribe returns a subscription whose channel holds up to buffer
+// events. C is closed by Close or when the peer stops.
+func (p *Peer) Subscribe(buffer int) *Subscription {
+	c := make(chan Event, max(buffer, 1))
+	s := &Subscription{C: c, c: c, p: p}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped {
+		close(c)
+		return s
+	}
+	p.subs[s] = struct{}{}
+	return s
+}
+
+// Dropped returns how many events were dropped because C was full.
+func (s *Subscription) Dropped() uint64 { return s.dropped.Load() }
+
+// Close stops delivery and closes C.
+func (s *Subscription) Close() {
+	s.p.mu.Lock()
+	defer s.p.mu.Unlock()
+	if _, ok := s.p.subs[s]; ok {
+		delete(s.p.subs, s)
+		s.close()
+	}
+}
+
+func (s *Subscription) deliver(ev Event) {
+	select {
+	case s.c <- ev:
+	default:
+		s.dropped.Add(1)
+	}
+}
+
+func (s *Subscription) close() { close(s.c) }

@@ -1,0 +1,718 @@
+package peer
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/gossipmesh/mesh/crdt"
+	"github.com/gossipmesh/mesh/meshpb"
+)
+
+// This file is the protocol: it builds, answers and applies Sync messages
+// on a state value, synchronously, with the time passed in. It does no I/O
+// and starts no goroutine, so a simulator can drive thousands of states
+// through it in virtual time; Peer (peer.go) adds the lock, the ticker and
+// the transport. docs/PROTOCOL.md describes the exchange.
+
+// member is the value stored per address in the membership map.
+type member struct {
+	meta  *meshpb.PeerMeta // nil unless state is ALIVE
+	state meshpb.State
+}
+
+type entry = crdt.Entry[string, member]
+
+// Ages travel in units of PingPeriod/ageScale, one byte each; noAge means
+// no evidence (or evidence too old to be worth sending).
+const (
+	ageScale = 8
+	noAge    = 255
+)
+
+// maxDeadProbes bounds the failed peers remembered for partition healing.
+const maxDeadProbes = 1024
+
+var (
+	errClusterMismatch = errors.New("cluster name mismatch")
+	errBadRequest      = errors.New("invalid sync message")
+)
+
+// retry schedules attempts to reach an address with capped backoff.
+type retry struct {
+	next    time.Time
+	backoff time.Duration
+}
+
+// exchange is one outgoing Sync in flight.
+type exchange struct {
+	addr string
+	req  *meshpb.SyncRequest
+	// view is the sorted live view the request's dense ages index; the
+	// answer's sparse ages index the same view.
+	view []string
+	// why the partner was chosen: its failure means different things.
+	kind exchangeKind
+}
+
+type exchangeKind int
+
+const (
+	gossipPartner exchangeKind = iota
+	suspectProbe               // confirm a member whose evidence expired
+	seedProbe
+	deadProbe // a failed member, to heal partitions
+)
+
+// state is one peer's view of the cluster and the protocol bookkeeping.
+type state struct {
+	cfg   PeerConfig // defaults applied
+	self  string
+	meta  *meshpb.PeerMeta
+	clock crdt.Clock
+	rng   *rand.Rand
+	log   *slog.Logger
+
+	members crdt.Map[string, member]
+	digest  uint64   // XOR of entryHash over all entries: equal ⇒ same state
+	view    []string // sorted live addresses, self included; replaced, never mutated
+	index   map[string]int
+
+	seen      map[string]time.Time // latest time each live member is known to have run
+	suspects  map[string]bool
+	seeds     map[string]*retry
+	dead      map[string]*retry
+	removedAt map[string]time.Time // when each tombstone arrived, for purging
+	inflight  map[string]bool
+	lastRound time.Time
+	leaving   bool
+
+	// Side effects for the caller to carry out after releasing its lock.
+	forget []string
+	events []Event
+	stats  Stats
+}
+
+func newState(cfg PeerConfig, now time.Time) *state {
+	s := &state{
+		cfg:       cfg,
+		self:      cfg.SelfEndpoint,
+		meta:      &meshpb.PeerMeta{},
+		rng:       cfg.Rand,
+		log:       cfg.Logger,
+		seen:      map[string]time.Time{},
+		suspects:  map[string]bool{},
+		seeds:     map[string]*retry{},
+		dead:      map[string]*retry{},
+		removedAt: map[string]time.Time{},
+		inflight:  map[string]bool{},
+	}
+	s.assertSelf(now)
+	return s
+}
+
+// assertSelf (re)writes our own entry with a fresh stamp: at start, on a
+// meta change, and to refute a tombstone or a floor above our entry.
+func (s *state) assertSelf(now time.Time) {
+	e := entry{Key: s.self, Stamp: crdt.Stamp{Time: s.clock.Tick(), Writer: s.self},
+		Value: member{meta: s.meta, state: meshpb.State_STATE_ALIVE}}
+	if c, ok, _ := s.members.Put(e); ok {
+		s.changed([]crdt.Change[string, member]{c}, now)
+	}
+}
+
+// setMeta validates and installs a new meta for this peer.
+func (s *state) setMeta(meta *meshpb.PeerMeta, now time.Time) error {
+	if meta == nil {
+		meta = &meshpb.PeerMeta{}
+	}
+	if n := proto.Size(meta); n > s.cfg.MaxMetaBytes {
+		return fmt.Errorf("meta is %d bytes encoded, above MaxMetaBytes (%d): shorten the name or tags", n, s.cfg.MaxMetaBytes)
+	}
+	s.meta = proto.Clone(meta).(*meshpb.PeerMeta)
+	if !s.leaving {
+		s.assertSelf(now)
+	}
+	return nil
+}
+
+// addSeed schedules addr to be contacted until it is a live member.
+func (s *state) addSeed(addr string, now time.Time) error {
+	if err := ValidateEndpoint(addr); err != nil {
+		return fmt.Errorf("add seed: %w", err)
+	}
+	if addr == s.self || s.seeds[addr] != nil {
+		return nil
+	}
+	s.seeds[addr] = &retry{next: now, backoff: s.cfg.PingPeriod}
+	return nil
+}
+
+// liveMember reports whether addr is a live member other than self.
+func (s *state) liveMember(addr string) bool {
+	_, ok := s.members.Get(addr)
+	return ok && addr != s.self
+}
+
+// round starts a gossip round at now and returns the exchanges to run.
+func (s *state) round(now time.Time) []*exchange {
+	p := s.cfg.PingPeriod
+	starved := false
+	if !s.lastRound.IsZero() {
+		if gap := now.Sub(s.lastRound); gap > 2*p {
+			// Our own rounds ran late (CPU starvation, a paused process):
+			// nobody could reach us to refresh evidence either, so do not
+			// count the stall against others; wait for fresh evidence.
+			shift := gap - p
+			for a, t := range s.seen {
+				s.seen[a] = t.Add(shift)
+			}
+			starved = true
+			s.stats.StarvedRounds++
+			s.log.Warn("round ran late; not expiring members on stale evidence", "late", gap-p)
+		}
+	}
+	s.lastRound = now
+	s.stats.Rounds++
+	s.purge(now)
+
+	var out []*exchange
+	start := func(addr string, kind exchangeKind) {
+		if s.inflight[addr] || addr == s.self {
+			return
+		}
+		s.inflight[addr] = true
+		out = append(out, &exchange{addr: addr, req: s.digestRequest(now), view: s.view, kind: kind})
+	}
+	if !starved {
+		for _, a := range s.view {
+			if a != s.self && now.Sub(s.seen[a]) > s.cfg.Expiry {
+				if !s.suspects[a] {
+					s.suspects[a] = true
+					s.stats.Suspicions++
+				}
+				start(a, suspectProbe)
+			}
+		}
+	}
+	for addr, r := range s.seeds {
+		if !s.liveMember(addr) && !now.Before(r.next) {
+			start(addr, seedProbe)
+		}
+	}
+	for addr, r := range s.dead {
+		if !now.Before(r.next) {
+			start(addr, deadProbe)
+		}
+	}
+	// Fanout partners, uniformly among live members not already busy.
+	cands := make([]string, 0, len(s.view))
+	for _, a := range s.view {
+		if a != s.self && !s.inflight[a] {
+			cands = append(cands, a)
+		}
+	}
+	for i := 0; i < s.cfg.Fanout && len(cands) > 0; i++ {
+		j := s.rng.IntN(len(cands))
+		start(cands[j], gossipPartner)
+		cands[j] = cands[len(cands)-1]
+		cands = cands[:len(cands)-1]
+	}
+	return out
+}
+
+// digestRequest is the first message of an exchange: the state digest and
+// one age byte per member of the view, nothing else.
+func (s *state) digestRequest(now time.Time) *meshpb.SyncRequest {
+	return &meshpb.SyncRequest{Cluster: s.cfg.ClusterName, Digest: s.digest, Ages: s.denseAges(now)}
+}
+
+func (s *state) denseAges(now time.Time) []byte {
+	ages := make([]byte, len(s.view))
+	for i, a := range s.view {
+		ages[i] = s.ageOf(a, now)
+	}
+	return ages
+}
+
+// ageOf is the age of our evidence for addr in 1/ageScale periods,
+// rounded up so that relaying never makes evidence look fresher.
+func (s *state) ageOf(addr string, now time.Time) byte {
+	if addr == s.self {
+		return 0
+	}
+	t, ok := s.seen[addr]
+	if !ok {
+		return noAge
+	}
+	unit := s.cfg.PingPeriod / ageScale
+	d := now.Sub(t)
+	if d <= 0 {
+		return 0
+	}
+	n := (d + unit - 1) / unit
+	if n >= noAge {
+		return noAge
+	}
+	return byte(n)
+}
+
+// learn records evidence that addr ran age units before now.
+func (s *state) learn(addr string, age byte, now time.Time) {
+	if age == noAge || !s.liveMember(addr) {
+		return
+	}
+	t := now.Add(-time.Duration(age) * (s.cfg.PingPeriod / ageScale))
+	if t.After(s.seen[addr]) {
+		s.seen[addr] = t
+		if s.suspects[addr] && now.Sub(t) <= s.cfg.Expiry {
+			delete(s.suspects, addr)
+			s.stats.SuspicionsRefuted++
+		}
+	}
+}
+
+func (s *state) namedAges(now time.Time) []*meshpb.Age {
+	out := make([]*meshpb.Age, 0, len(s.view))
+	for _, a := range s.view {
+		if age := s.ageOf(a, now); age != noAge {
+			out = append(out, &meshpb.Age{Addr: a, Periods: uint32(age)})
+		}
+	}
+	return out
+}
+
+func (s *state) learnNamed(ages []*meshpb.Age, now time.Time) {
+	for _, a := range ages {
+		if a.GetPeriods() < noAge {
+			s.learn(a.GetAddr(), byte(a.GetPeriods()), now)
+		}
+	}
+}
+
+// answer is the responder's side of both steps of an exchange.
+func (s *state) answer(req *meshpb.SyncRequest, now time.Time) (*meshpb.SyncResponse, error) {
+	if req.GetCluster() != s.cfg.ClusterName {
+		return nil, fmt.Errorf("%w: this peer is in %q, the request came from %q", errClusterMismatch, s.cfg.ClusterName, req.GetCluster())
+	}
+	s.clock.Observe(req.GetClock())
+	if req.GetPush() {
+		if err := s.applyEntries(req.GetDelta(), nil, now); err != nil {
+			return nil, err
+		}
+		return &meshpb.SyncResponse{}, nil
+	}
+	if !req.GetFull() {
+		if req.GetDigest() == s.digest && len(req.GetAges()) == len(s.view) {
+			return s.answerAges(req.GetAges(), now), nil
+		}
+		return &meshpb.SyncResponse{Digest: s.digest, Version: encodeVersion(s.members.Version()),
+			Clock: s.clock.Time(), Floor: s.members.Floor()}, nil
+	}
+	theirs, err := decodeVersion(req.GetVersion())
+	if err != nil {
+		return nil, err
+	}
+	if err := s.applyEntries(req.GetDelta(), covers(theirs, req.GetCut()), now); err != nil {
+		return nil, err
+	}
+	s.learnNamed(req.GetNamedAges(), now)
+	s.learn(req.GetFrom(), 0, now)
+	d := s.members.Delta(theirs, s.cfg.MaxDeltaEntries)
+	return &meshpb.SyncResponse{
+		Digest:    s.digest,
+		Version:   encodeVersion(s.members.Version()),
+		Delta:     encodeEntries(d.Entries),
+		Cut:       d.Cut,
+		NamedAges: s.namedAges(now),
+		Clock:     s.clock.Time(),
+		Floor:     s.members.Floor(),
+	}, nil
+}
+
+// answerAges handles a digest request from a peer with the same state:
+// learn from its ages, and send back only the ages we have fresher.
+func (s *state) answerAges(theirs []byte, now time.Time) *meshpb.SyncResponse {
+	resp := &meshpb.SyncResponse{Digest: s.digest}
+	for i, a := range s.view {
+		s.learn(a, theirs[i], now)
+		if mine := s.ageOf(a, now); mine < theirs[i] {
+			resp.FresherIndex = append(resp.FresherIndex, uint32(i))
+			resp.FresherAges = append(resp.FresherAges, mine)
+		}
+	}
+	return resp
+}
+
+// onResponse applies an answer and returns the follow-up exchange, if any.
+func (s *state) onResponse(ex *exchange, resp *meshpb.SyncResponse, now time.Time) (*exchange, error) {
+	if ex.kind == suspectProbe || ex.kind == deadProbe || ex.kind == seedProbe {
+		s.reached(ex, now)
+	}
+	s.clock.Observe(resp.GetClock())
+	if ex.req.GetFull() {
+		defer s.done(ex)
+		theirs, err := decodeVersion(resp.GetVersion())
+		if err != nil {
+			return nil, err
+		}
+		if err := s.applyEntries(resp.GetDelta(), covers(theirs, resp.GetCut()), now); err != nil {
+			return nil, err
+		}
+		s.learnNamed(resp.GetNamedAges(), now)
+		s.learn(ex.addr, 0, now)
+		s.checkFloor(resp.GetFloor(), now)
+		return nil, nil
+	}
+	if resp.GetDigest() == ex.req.GetDigest() {
+		defer s.done(ex)
+		idx, ages := resp.GetFresherIndex(), resp.GetFresherAges()
+		for j := 0; j < len(idx) && j < len(ages); j++ {
+			if int(idx[j]) < len(ex.view) {
+				s.learn(ex.view[idx[j]], ages[j], now)
+			}
+		}
+		s.learn(ex.addr, 0, now)
+		return nil, nil
+	}
+	// The states differ: send what the partner lacks, with our version
+	// vector so that it can answer with what we lack.
+	theirs, err := decodeVersion(resp.GetVersion())
+	if err != nil {
+		s.done(ex)
+		return nil, err
+	}
+	s.checkFloor(resp.GetFloor(), now)
+	d := s.members.Delta(theirs, s.cfg.MaxDeltaEntries)
+	next := &exchange{addr: ex.addr, kind: ex.kind, req: &meshpb.SyncRequest{
+		Cluster:   s.cfg.ClusterName,
+		From:      s.self,
+		Full:      true,
+		Version:   encodeVersion(s.members.Version()),
+		Delta:     encodeEntries(d.Entries),
+		Cut:       d.Cut,
+		NamedAges: s.namedAges(now),
+		Clock:     s.clock.Time(),
+	}}
+	return next, nil
+}
+
+// reached records that a probed address answered.
+func (s *state) reached(ex *exchange, now time.Time) {
+	switch ex.kind {
+	case seedProbe:
+		if r := s.seeds[ex.addr]; r != nil {
+			r.backoff = s.cfg.PingPeriod
+			r.next = now.Add(r.backoff)
+		}
+	case deadProbe:
+		// It runs: the exchange shows it its tombstone and it refutes.
+		if r := s.dead[ex.addr]; r != nil {
+			r.next = now.Add(r.backoff)
+		}
+	}
+}
+
+// onError handles a failed exchange.
+func (s *state) onError(ex *exchange, err error, now time.Time) {
+	s.done(ex)
+	s.stats.SyncErrors++
+	switch ex.kind {
+	case suspectProbe:
+		if s.suspects[ex.addr] && s.liveMember(ex.addr) && now.Sub(s.seen[ex.addr]) > s.cfg.Expiry {
+			s.log.Info("member failed", "addr", ex.addr, "silent", now.Sub(s.seen[ex.addr]).Round(time.Millisecond), "err", err)
+			s.declare(ex.addr, meshpb.State_STATE_FAILED, now)
+		}
+	case seedProbe:
+		s.backoff(s.seeds[ex.addr], now)
+		if errors.Is(err, errClusterMismatch) {
+			s.log.Warn("seed belongs to another cluster; not merging", "seed", ex.addr, "err", err)
+		}
+	case deadProbe:
+		s.backoff(s.dead[ex.addr], now)
+	}
+}
+
+func (s *state) backoff(r *retry, now time.Time) {
+	if r == nil {
+		return
+	}
+	r.backoff = min(2*r.backoff, s.cfg.MaxRetryInterval)
+	// Jitter spreads the retries of many peers that lost the same address.
+	r.next = now.Add(r.backoff/2 + time.Duration(s.rng.Int64N(int64(r.backoff/2)+1)))
+}
+
+func (s *state) done(ex *exchange) { delete(s.inflight, ex.addr) }
+
+// declare writes a tombstone for addr in the given state.
+func (s *state) declare(addr string, st meshpb.State, now time.Time) {
+	e := entry{Key: addr, Stamp: crdt.Stamp{Time: s.clock.Tick(), Writer: s.self}, Deleted: true, Value: member{state: st}}
+	if c, ok, _ := s.members.Put(e); ok {
+		s.changed([]crdt.Change[string, member]{c}, now)
+	}
+}
+
+// leave tombstones this peer as left and returns the push that tells every
+// live member at once.
+func (s *state) leave(now time.Time) (*meshpb.SyncRequest, []string) {
+	s.leaving = true
+	s.declare(s.self, meshpb.State_STATE_LEFT, now)
+	e, _ := s.members.Lookup(s.self)
+	req := &meshpb.SyncRequest{Cluster: s.cfg.ClusterName, From: s.self, Push: true,
+		Delta: encodeEntries([]entry{e}), Clock: s.clock.Time()}
+	var to []string
+	for _, a := range s.view {
+		if a != s.self {
+			to = append(to, a)
+		}
+	}
+	return req, to
+}
+
+// checkFloor re-stamps our entry when a partner purged tombstones above
+// it: the partner would otherwise reject our entry as possibly deleted.
+func (s *state) checkFloor(floor uint64, now time.Time) {
+	if e, ok := s.members.Lookup(s.self); ok && !s.leaving && e.Stamp.Time <= floor {
+		s.clock.Observe(floor)
+		s.assertSelf(now)
+	}
+}
+
+// applyEntries validates and merges received entries. Nothing changes
+// when any entry is invalid.
+func (s *state) applyEntries(in []*meshpb.Entry, cov crdt.VersionVector, now time.Time) error {
+	entries := make([]entry, 0, len(in))
+	for _, pe := range in {
+		e, err := s.decodeEntry(pe)
+		if err != nil {
+			return err
+		}
+		s.clock.Observe(e.Stamp.Time)
+		entries = append(entries, e)
+	}
+	changes, err := s.members.ApplyDelta(crdt.Delta[string, member]{Entries: entries, Covers: cov})
+	if err != nil {
+		return fmt.Errorf("%w: %w", errBadRequest, err)
+	}
+	s.changed(changes, now)
+	if e, ok := s.members.Lookup(s.self); ok && e.Stamp.Writer != s.self && !s.leaving {
+		// Someone declared us failed: we are the authority on our entry.
+		s.stats.Refutations++
+		s.log.Info("refuting a tombstone for this peer", "by", e.Stamp.Writer, "stamp", e.Stamp.String())
+		s.assertSelf(now)
+	}
+	return nil
+}
+
+// decodeEntry converts and checks one wire entry. Live and left entries
+// are written only by the peer they describe; anyone may write failed.
+func (s *state) decodeEntry(pe *meshpb.Entry) (entry, error) {
+	addr, w := pe.GetAddr(), pe.GetWriter()
+	if err := ValidateEndpoint(addr); err != nil {
+		return entry{}, fmt.Errorf("%w: entry address: %w", errBadRequest, err)
+	}
+	st := pe.GetState()
+	switch st {
+	case meshpb.State_STATE_ALIVE, meshpb.State_STATE_LEFT:
+		if w != addr {
+			return entry{}, fmt.Errorf("%w: entry for %s in state %v written by %s; only a peer itself writes that", errBadRequest, addr, st, w)
+		}
+	case meshpb.State_STATE_FAILED:
+	default:
+		return entry{}, fmt.Errorf("%w: entry for %s has unknown state %d", errBadRequest, addr, st)
+	}
+	e := entry{Key: addr, Stamp: crdt.Stamp{Time: pe.GetTime(), Writer: w}, Deleted: st != meshpb.State_STATE_ALIVE,
+		Value: member{state: st}}
+	if st == meshpb.State_STATE_ALIVE {
+		meta := pe.GetMeta()
+		if meta == nil {
+			meta = &meshpb.PeerMeta{}
+		}
+		if n := proto.Size(meta); n > s.cfg.MaxMetaBytes {
+			return entry{}, fmt.Errorf("%w: meta of %s is %d bytes, above MaxMetaBytes (%d)", errBadRequest, addr, n, s.cfg.MaxMetaBytes)
+		}
+		e.Value.meta = meta
+	}
+	return e, nil
+}
+
+// changed updates everything derived from the membership map.
+func (s *state) changed(changes []crdt.Change[string, member], now time.Time) {
+	if len(changes) == 0 {
+		return
+	}
+	viewChanged := false
+	for _, c := range changes {
+		if c.HadOld {
+			s.digest ^= entryHash(c.Old)
+		}
+		s.digest ^= entryHash(c.New)
+		addr := c.New.Key
+		wasLive := c.HadOld && !c.Old.Deleted
+		switch {
+		case !c.New.Deleted && !wasLive:
+			viewChanged = true
+			delete(s.removedAt, addr)
+			delete(s.dead, addr)
+			if addr != s.self {
+				s.seen[addr] = now // grace: evidence starts when we learn of it
+				s.emit(EventJoin, addr, c.New.Value.meta, now)
+			}
+		case !c.New.Deleted:
+			if addr != s.self {
+				s.emit(EventUpdate, addr, c.New.Value.meta, now)
+			}
+		case wasLive:
+			viewChanged = true
+			s.removedAt[addr] = now
+			delete(s.seen, addr)
+			delete(s.suspects, addr)
+			if addr == s.self {
+				break
+			}
+			s.forget = append(s.forget, addr)
+			kind := EventFailed
+			if c.New.Value.state == meshpb.State_STATE_LEFT {
+				kind = EventLeave
+			} else if len(s.dead) < maxDeadProbes {
+				s.dead[addr] = &retry{next: now.Add(s.cfg.PingPeriod), backoff: s.cfg.PingPeriod}
+			}
+			if c.New.Value.state == meshpb.State_STATE_LEFT {
+				delete(s.dead, addr)
+			}
+			s.emit(kind, addr, c.Old.Value.meta, now)
+		default: // a tombstone replaced by a newer tombstone
+			s.removedAt[addr] = now
+			if c.New.Value.state == meshpb.State_STATE_LEFT {
+				delete(s.dead, addr)
+			}
+		}
+	}
+	if viewChanged {
+		s.rebuildView()
+	}
+}
+
+func (s *state) rebuildView() {
+	view := make([]string, 0, s.members.Len())
+	for a := range s.members.Live() {
+		view = append(view, a)
+	}
+	slices.Sort(view)
+	s.view = view
+	s.index = make(map[string]int, len(view))
+	for i, a := range view {
+		s.index[a] = i
+	}
+}
+
+// purge drops tombstones older than TombstoneTTL.
+func (s *state) purge(now time.Time) {
+	if len(s.removedAt) == 0 {
+		return
+	}
+	var gone []entry
+	s.members.Purge(func(e entry) bool {
+		at, ok := s.removedAt[e.Key]
+		if !ok {
+			s.removedAt[e.Key] = now
+			return false
+		}
+		if now.Sub(at) < s.cfg.TombstoneTTL {
+			return false
+		}
+		gone = append(gone, e)
+		return true
+	})
+	for _, e := range gone {
+		s.digest ^= entryHash(e)
+		delete(s.removedAt, e.Key)
+		delete(s.dead, e.Key)
+	}
+}
+
+func (s *state) emit(kind EventType, addr string, meta *meshpb.PeerMeta, now time.Time) {
+	s.events = append(s.events, Event{Type: kind, Addr: addr, Meta: meta, Time: now})
+}
+
+// snapshot returns the live members with copies of their metas.
+func (s *state) snapshot() map[string]*meshpb.PeerMeta {
+	out := make(map[string]*meshpb.PeerMeta, s.members.Len())
+	for a, m := range s.members.Live() {
+		out[a] = proto.Clone(m.meta).(*meshpb.PeerMeta)
+	}
+	return out
+}
+
+// entryHash mixes an entry's identity (key, stamp, deletion) into 64 bits.
+// A stamp names one write, so the value need not be hashed.
+func entryHash(e entry) uint64 {
+	h := fnv64(fnv64(14695981039346656037, e.Key), e.Stamp.Writer)
+	h ^= mix64(e.Stamp.Time)
+	if e.Deleted {
+		h ^= 0x9e3779b97f4a7c15
+	}
+	return mix64(h)
+}
+
+func fnv64(h uint64, s string) uint64 {
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	return h ^ 0xff // separates consecutive strings
+}
+
+// mix64 is the splitmix64 finaliser.
+func mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
+}
+
+func covers(v crdt.VersionVector, cut uint64) crdt.VersionVector {
+	if cut > 0 {
+		return v.Capped(cut)
+	}
+	return v
+}
+
+
+func encodeVersion(v crdt.VersionVector) []*meshpb.WriterTime {
+	out := make([]*meshpb.WriterTime, 0, len(v))
+	for w, t := range v {
+		out = append(out, &meshpb.WriterTime{Writer: w, Time: t})
+	}
+	return out
+}
+
+// decodeVersion converts a wire version vector; a writer listed twice
+// counts with its highest time.
+func decodeVersion(in []*meshpb.WriterTime) (crdt.VersionVector, error) {
+	v := make(crdt.VersionVector, len(in))
+	for _, wt := range in {
+		if wt.GetWriter() == "" || wt.GetTime() > crdt.MaxTime {
+			return nil, fmt.Errorf("%w: version vector entry %q=%d", errBadRequest, wt.GetWriter(), wt.GetTime())
+		}
+		v.Observe(wt.GetWriter(), wt.GetTime())
+	}
+	return v, nil
+}
+
+func encodeEntries(es []entry) []*meshpb.Entry {
+	out := make([]*meshpb.Entry, len(es))
+	for i, e := range es {
+		out[i] = &meshpb.Entry{Addr: e.Key, Time: e.Stamp.Time, Writer: e.Stamp.Writer, State: e.Value.state, Meta: e.Value.meta}
+		if e.Deleted && e.Value.state == meshpb.State_STATE_ALIVE {
+			out[i].State = meshpb.State_STATE_FAILED
+		}
+	}
+	return out
+}
