@@ -684,7 +684,6 @@ func covers(v crdt.VersionVector, cut uint64) crdt.VersionVector {
 	return v
 }
 
-
 func encodeVersion(v crdt.VersionVector) []*meshpb.WriterTime {
 	out := make([]*meshpb.WriterTime, 0, len(v))
 	for w, t := range v {
