@@ -28,7 +28,7 @@ type Peer struct {
 	runDone   chan struct{}
 
 	mu       sync.Mutex
-	st       *state
+	m        *Machine
 	running  bool
 	stopped  bool
 	subs     map[*Subscription]struct{}
@@ -59,7 +59,7 @@ func NewPeer(config PeerConfig) *Peer {
 		p.transport = newGRPCTransport(cfg.DialOptions)
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
-	p.st = newState(cfg, cfg.Clock.Now())
+	p.m = &Machine{st: newState(cfg, cfg.Clock.Now())}
 	return p
 }
 
@@ -131,22 +131,22 @@ func (p *Peer) round() {
 		p.mu.Unlock()
 		return
 	}
-	exs := p.st.round(now)
-	p.calls.Add(len(exs))
+	outs := p.m.Round(now)
+	p.calls.Add(len(outs))
 	forget := p.flushLocked()
 	p.mu.Unlock()
 	p.forget(forget)
-	for _, ex := range exs {
-		go p.exchange(ex)
+	for _, o := range outs {
+		go p.exchange(o)
 	}
 }
 
 // exchange runs one exchange (one or two Sync calls) with a partner.
-func (p *Peer) exchange(ex *exchange) {
+func (p *Peer) exchange(o *Outgoing) {
 	defer p.calls.Done()
-	for ex != nil {
+	for o != nil {
 		ctx, cancel := context.WithTimeout(p.ctx, p.cfg.RPCTimeout)
-		resp, err := p.transport.Sync(ctx, ex.addr, ex.req)
+		resp, err := p.transport.Sync(ctx, o.To, o.Request)
 		cancel()
 		if p.ctx.Err() != nil {
 			return // stopping: a cancelled call says nothing about the partner
@@ -154,12 +154,12 @@ func (p *Peer) exchange(ex *exchange) {
 		now := p.cfg.Clock.Now()
 		p.mu.Lock()
 		if err != nil {
-			p.st.onError(ex, fmt.Errorf("sync with %s: %w", ex.addr, err), now)
-			ex = nil
+			p.m.Fail(o, fmt.Errorf("sync with %s: %w", o.To, err), now)
+			o = nil
 		} else {
-			addr := ex.addr
-			if ex, err = p.st.onResponse(ex, resp, now); err != nil {
-				p.cfg.Logger.Warn("bad answer from partner", "addr", addr, "err", err)
+			to := o.To
+			if o, err = p.m.Deliver(o, resp, now); err != nil {
+				p.cfg.Logger.Warn("bad answer from partner", "addr", to, "err", err)
 			}
 		}
 		forget := p.flushLocked()
@@ -176,7 +176,7 @@ func (p *Peer) Sync(ctx context.Context, req *meshpb.SyncRequest) (*meshpb.SyncR
 		p.mu.Unlock()
 		return nil, status.Error(codes.Unavailable, "peer stopped")
 	}
-	resp, err := p.st.answer(req, now)
+	resp, err := p.m.Answer(req, now)
 	forget := p.flushLocked()
 	p.mu.Unlock()
 	p.forget(forget)
@@ -192,15 +192,12 @@ func (p *Peer) Sync(ctx context.Context, req *meshpb.SyncRequest) (*meshpb.SyncR
 
 // flushLocked delivers pending events and returns connections to close.
 func (p *Peer) flushLocked() []string {
-	for _, ev := range p.st.events {
+	for _, ev := range p.m.TakeEvents() {
 		for s := range p.subs {
 			s.deliver(ev)
 		}
 	}
-	p.st.events = p.st.events[:0]
-	f := p.st.forget
-	p.st.forget = nil
-	return f
+	return p.m.takeForget()
 }
 
 func (p *Peer) forget(addrs []string) {
@@ -223,7 +220,7 @@ func (p *Peer) SetMeta(meta *meshpb.PeerMeta) error {
 	now := p.cfg.Clock.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.st.setMeta(meta, now)
+	return p.m.SetMeta(meta, now)
 }
 
 // AddSeed asks the peer to contact addr, retrying with capped backoff until
@@ -233,7 +230,7 @@ func (p *Peer) SetMeta(meta *meshpb.PeerMeta) error {
 func (p *Peer) AddSeed(seed string) {
 	now := p.cfg.Clock.Now()
 	p.mu.Lock()
-	err := p.st.addSeed(seed, now)
+	err := p.m.AddSeed(seed, now)
 	p.mu.Unlock()
 	if err != nil {
 		p.cfg.Logger.Error("seed ignored", "err", err)
@@ -245,14 +242,14 @@ func (p *Peer) AddSeed(seed string) {
 func (p *Peer) GetMembers() map[string]*meshpb.PeerMeta {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.st.snapshot()
+	return p.m.Members()
 }
 
 // Stats returns protocol counters.
 func (p *Peer) Stats() Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.st.stats
+	return p.m.Stats()
 }
 
 // Leave tells every live member that this peer is leaving, then stops it.
@@ -266,7 +263,7 @@ func (p *Peer) Leave(ctx context.Context) error {
 		p.mu.Unlock()
 		return errors.New("leave: peer already stopped")
 	}
-	req, to := p.st.leave(now)
+	req, to := p.m.Leave(now)
 	p.flushLocked()
 	p.mu.Unlock()
 

@@ -38,6 +38,11 @@ const (
 // maxDeadProbes bounds the failed peers remembered for partition healing.
 const maxDeadProbes = 1024
 
+// maxClockJump bounds how far one received write may move the Lamport
+// clock. Honest clocks advance by one per write; without a bound a rogue
+// peer could push every clock to crdt.MaxTime and freeze all updates.
+const maxClockJump = 1 << 32
+
 var (
 	errClusterMismatch = errors.New("cluster name mismatch")
 	errBadRequest      = errors.New("invalid sync message")
@@ -300,7 +305,6 @@ func (s *state) answer(req *meshpb.SyncRequest, now time.Time) (*meshpb.SyncResp
 	if req.GetCluster() != s.cfg.ClusterName {
 		return nil, fmt.Errorf("%w: this peer is in %q, the request came from %q", errClusterMismatch, s.cfg.ClusterName, req.GetCluster())
 	}
-	s.clock.Observe(req.GetClock())
 	if req.GetPush() {
 		if err := s.applyEntries(req.GetDelta(), nil, now); err != nil {
 			return nil, err
@@ -321,6 +325,7 @@ func (s *state) answer(req *meshpb.SyncRequest, now time.Time) (*meshpb.SyncResp
 	if err := s.applyEntries(req.GetDelta(), covers(theirs, req.GetCut()), now); err != nil {
 		return nil, err
 	}
+	s.observeClock(req.GetClock())
 	s.learnNamed(req.GetNamedAges(), now)
 	s.learn(req.GetFrom(), 0, now)
 	d := s.members.Delta(theirs, s.cfg.MaxDeltaEntries)
@@ -354,7 +359,7 @@ func (s *state) onResponse(ex *exchange, resp *meshpb.SyncResponse, now time.Tim
 	if ex.kind == suspectProbe || ex.kind == deadProbe || ex.kind == seedProbe {
 		s.reached(ex, now)
 	}
-	s.clock.Observe(resp.GetClock())
+	s.observeClock(resp.GetClock())
 	if ex.req.GetFull() {
 		defer s.done(ex)
 		theirs, err := decodeVersion(resp.GetVersion())
@@ -474,11 +479,18 @@ func (s *state) leave(now time.Time) (*meshpb.SyncRequest, []string) {
 	return req, to
 }
 
+// observeClock moves the Lamport clock to a partner's, within maxClockJump.
+func (s *state) observeClock(t uint64) {
+	if t <= s.clock.Time()+maxClockJump {
+		s.clock.Observe(t)
+	}
+}
+
 // checkFloor re-stamps our entry when a partner purged tombstones above
 // it: the partner would otherwise reject our entry as possibly deleted.
 func (s *state) checkFloor(floor uint64, now time.Time) {
 	if e, ok := s.members.Lookup(s.self); ok && !s.leaving && e.Stamp.Time <= floor {
-		s.clock.Observe(floor)
+		s.observeClock(floor)
 		s.assertSelf(now)
 	}
 }
@@ -492,12 +504,14 @@ func (s *state) applyEntries(in []*meshpb.Entry, cov crdt.VersionVector, now tim
 		if err != nil {
 			return err
 		}
-		s.clock.Observe(e.Stamp.Time)
 		entries = append(entries, e)
 	}
 	changes, err := s.members.ApplyDelta(crdt.Delta[string, member]{Entries: entries, Covers: cov})
 	if err != nil {
 		return fmt.Errorf("%w: %w", errBadRequest, err)
+	}
+	for _, e := range entries {
+		s.clock.Observe(e.Stamp.Time)
 	}
 	s.changed(changes, now)
 	if e, ok := s.members.Lookup(s.self); ok && e.Stamp.Writer != s.self && !s.leaving {
@@ -525,6 +539,9 @@ func (s *state) decodeEntry(pe *meshpb.Entry) (entry, error) {
 	case meshpb.State_STATE_FAILED:
 	default:
 		return entry{}, fmt.Errorf("%w: entry for %s has unknown state %d", errBadRequest, addr, st)
+	}
+	if t := pe.GetTime(); t > s.clock.Time()+maxClockJump {
+		return entry{}, fmt.Errorf("%w: entry for %s stamped %d, more than %d ahead of this peer's clock (%d)", errBadRequest, addr, t, uint64(maxClockJump), s.clock.Time())
 	}
 	e := entry{Key: addr, Stamp: crdt.Stamp{Time: pe.GetTime(), Writer: w}, Deleted: st != meshpb.State_STATE_ALIVE,
 		Value: member{state: st}}

@@ -1,0 +1,102 @@
+package peer
+
+import (
+	"time"
+
+	"github.com/gossipmesh/mesh/meshpb"
+)
+
+// Machine is the protocol of one peer with no I/O, goroutines, locks or
+// clock reads: every call takes the time and returns the messages to send.
+// Peer drives a Machine with a ticker and gRPC; the simulator drives
+// thousands of them in virtual time over a simulated network. A Machine
+// is not safe for concurrent use.
+//
+// One exchange: Round returns Outgoing requests; deliver each to its
+// partner's Answer; hand the answer back to Deliver, which may return a
+// follow-up request for the same partner; or call Fail if the call failed.
+// Every Outgoing must end in Deliver returning nil or in Fail, or its
+// partner is not contacted again.
+type Machine struct{ st *state }
+
+// Outgoing is a request to send to To.
+type Outgoing struct {
+	To      string
+	Request *meshpb.SyncRequest
+	ex      *exchange
+}
+
+// NewMachine returns the protocol state of a new peer at now. config's
+// Transport and Clock are not used; Rand, if set, makes partner choice
+// reproducible.
+func NewMachine(config PeerConfig, now time.Time) *Machine {
+	return &Machine{st: newState(sanitize(config).withDefaults(), now)}
+}
+
+func wrap(exs []*exchange) []*Outgoing {
+	out := make([]*Outgoing, len(exs))
+	for i, ex := range exs {
+		out[i] = &Outgoing{To: ex.addr, Request: ex.req, ex: ex}
+	}
+	return out
+}
+
+// Addr returns the machine's address.
+func (m *Machine) Addr() string { return m.st.self }
+
+// Round runs a gossip round at now and returns the exchanges to start.
+func (m *Machine) Round(now time.Time) []*Outgoing { return wrap(m.st.round(now)) }
+
+// Answer handles a partner's request. Errors name what was wrong; they
+// leave the machine unchanged.
+func (m *Machine) Answer(req *meshpb.SyncRequest, now time.Time) (*meshpb.SyncResponse, error) {
+	return m.st.answer(req, now)
+}
+
+// Deliver applies the answer to o and returns the follow-up, if any.
+func (m *Machine) Deliver(o *Outgoing, resp *meshpb.SyncResponse, now time.Time) (*Outgoing, error) {
+	ex, err := m.st.onResponse(o.ex, resp, now)
+	if ex == nil {
+		return nil, err
+	}
+	return &Outgoing{To: ex.addr, Request: ex.req, ex: ex}, err
+}
+
+// Fail records that o's call failed.
+func (m *Machine) Fail(o *Outgoing, err error, now time.Time) { m.st.onError(o.ex, err, now) }
+
+// AddSeed schedules addr to be contacted; see Peer.AddSeed.
+func (m *Machine) AddSeed(addr string, now time.Time) error { return m.st.addSeed(addr, now) }
+
+// SetMeta changes this peer's meta; see Peer.SetMeta.
+func (m *Machine) SetMeta(meta *meshpb.PeerMeta, now time.Time) error {
+	return m.st.setMeta(meta, now)
+}
+
+// Leave marks this peer as left and returns the request to push to each
+// of the returned addresses (every live member).
+func (m *Machine) Leave(now time.Time) (*meshpb.SyncRequest, []string) { return m.st.leave(now) }
+
+// Members returns the live members, self included, with copies of metas.
+func (m *Machine) Members() map[string]*meshpb.PeerMeta { return m.st.snapshot() }
+
+// Digest returns the digest of the membership state: equal digests mean
+// equal states.
+func (m *Machine) Digest() uint64 { return m.st.digest }
+
+// Stats returns protocol counters.
+func (m *Machine) Stats() Stats { return m.st.stats }
+
+// TakeEvents returns the membership events since the last call.
+func (m *Machine) TakeEvents() []Event {
+	ev := m.st.events
+	m.st.events = nil
+	return ev
+}
+
+// takeForget returns the addresses whose connections may be closed.
+func (m *Machine) takeForget() []string {
+	f := m.st.forget
+	m.st.forget = nil
+	return f
+}

@@ -1,0 +1,303 @@
+package peer
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/gossipmesh/mesh/crdt"
+	"github.com/gossipmesh/mesh/meshpb"
+)
+
+// These tests drive the protocol (sync.go) by direct calls in virtual
+// time: no sockets, no goroutines, no sleeps.
+
+const p = 100 * time.Millisecond
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func newTestState(addr string) *state {
+	cfg := PeerConfig{SelfEndpoint: addr, PingPeriod: p, Rand: rand.New(rand.NewPCG(1, 2))}.withDefaults()
+	return newState(cfg, t0)
+}
+
+// deliver runs ex from st against the states in net, as a transport
+// would, following up a second step when there is one. A missing
+// destination fails like a dead peer.
+func deliver(t *testing.T, net map[string]*state, from *state, ex *exchange, now time.Time) {
+	t.Helper()
+	for ex != nil {
+		to := net[ex.addr]
+		if to == nil {
+			from.onError(ex, errors.New("connection refused"), now)
+			return
+		}
+		resp, err := to.answer(proto.Clone(ex.req).(*meshpb.SyncRequest), now)
+		if err != nil {
+			from.onError(ex, err, now)
+			return
+		}
+		if ex, err = from.onResponse(ex, proto.Clone(resp).(*meshpb.SyncResponse), now); err != nil {
+			t.Fatalf("onResponse: %v", err)
+		}
+	}
+}
+
+// tick runs one round of every state in net at now, in address order.
+func tick(t *testing.T, net map[string]*state, now time.Time) {
+	t.Helper()
+	names := make([]string, 0, len(net))
+	for a := range net {
+		names = append(names, a)
+	}
+	slices.Sort(names)
+	for _, a := range names {
+		st := net[a]
+		for _, ex := range st.round(now) {
+			deliver(t, net, st, ex, now)
+		}
+	}
+}
+
+func liveKeys(s *state) []string {
+	var out []string
+	for a := range s.members.Live() {
+		out = append(out, a)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func cluster(t *testing.T, n int) (map[string]*state, []string, time.Time) {
+	t.Helper()
+	net := map[string]*state{}
+	var names []string
+	for i := range n {
+		a := fmt.Sprintf("10.0.0.%d:7946", i+1)
+		names = append(names, a)
+		net[a] = newTestState(a)
+		if i > 0 {
+			if err := net[a].addSeed(names[0], t0); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	now := t0
+	for range 20 {
+		now = now.Add(p)
+		tick(t, net, now)
+	}
+	for _, a := range names {
+		if got := liveKeys(net[a]); !slices.Equal(got, names) {
+			t.Fatalf("%s sees %v after 20 rounds, want %v", a, got, names)
+		}
+	}
+	return net, names, now
+}
+
+func TestStatesConvergeAndAgreeOnDigest(t *testing.T) {
+	net, names, _ := cluster(t, 8)
+	for _, a := range names {
+		if net[a].digest != net[names[0]].digest {
+			t.Fatalf("digest of %s = %x, of %s = %x", a, net[a].digest, names[0], net[names[0]].digest)
+		}
+	}
+}
+
+func TestSteadyStateSendsNoEntries(t *testing.T) {
+	net, names, now := cluster(t, 8)
+	st := net[names[3]]
+	for _, ex := range st.round(now.Add(p)) {
+		if ex.req.GetFull() || len(ex.req.GetDelta()) > 0 || len(ex.req.GetVersion()) > 0 {
+			t.Fatalf("steady-state request carries entries or a version vector: %v", ex.req)
+		}
+		if len(ex.req.GetAges()) != len(names) {
+			t.Fatalf("request carries %d ages, want one per member (%d)", len(ex.req.GetAges()), len(names))
+		}
+		deliver(t, net, st, ex, now.Add(p))
+	}
+}
+
+// A peer whose own rounds stall (CPU starvation, a paused process) must not
+// remove others on that evidence alone.
+func TestStarvedPeerRemovesNobody(t *testing.T) {
+	net, names, now := cluster(t, 4)
+	st := net[names[1]]
+	late := now.Add(20 * p) // 20 periods without a round, far past Expiry
+	for _, ex := range st.round(late) {
+		if ex.kind == suspectProbe {
+			t.Fatalf("starved round suspects %s", ex.addr)
+		}
+		st.done(ex)
+	}
+	// And in the rounds after, others' evidence counts from the stall's end.
+	for i := range 3 {
+		for _, ex := range st.round(late.Add(time.Duration(i+1) * p)) {
+			if ex.kind == suspectProbe {
+				t.Fatalf("round %d after the stall suspects %s", i+1, ex.addr)
+			}
+			st.done(ex)
+		}
+	}
+	if got := liveKeys(st); !slices.Equal(got, names) {
+		t.Fatalf("starved peer sees %v, want %v", got, names)
+	}
+	if st.stats.StarvedRounds != 1 {
+		t.Fatalf("StarvedRounds = %d, want 1", st.stats.StarvedRounds)
+	}
+}
+
+func TestCrashedPeerIsRemovedAndStaysRemoved(t *testing.T) {
+	net, names, now := cluster(t, 6)
+	victim := names[2]
+	delete(net, victim)
+	crash := now
+	for i := 0; ; i++ {
+		now = now.Add(p)
+		tick(t, net, now)
+		gone := true
+		for _, st := range net {
+			if _, ok := st.members.Get(victim); ok {
+				gone = false
+			}
+		}
+		if gone {
+			t.Logf("removed by all after %v", now.Sub(crash))
+			if d := now.Sub(crash); d > net[names[0]].cfg.Expiry+3*p {
+				t.Fatalf("removal took %v, more than Expiry + 3 periods", d)
+			}
+			break
+		}
+		if i > 50 {
+			t.Fatal("crashed peer never removed")
+		}
+	}
+	for range 50 {
+		now = now.Add(p)
+		tick(t, net, now)
+		for a, st := range net {
+			if _, ok := st.members.Get(victim); ok {
+				t.Fatalf("%s sees the dead peer again", a)
+			}
+		}
+	}
+}
+
+func TestOwnerRefutesItsTombstone(t *testing.T) {
+	net, names, now := cluster(t, 3)
+	a, b := net[names[0]], net[names[1]]
+	// b wrongly declares a failed.
+	b.declare(a.self, meshpb.State_STATE_FAILED, now)
+	if _, ok := b.members.Get(a.self); ok {
+		t.Fatal("declare did not remove a at b")
+	}
+	for range 10 {
+		now = now.Add(p)
+		tick(t, net, now)
+	}
+	for _, n := range names {
+		if _, ok := net[n].members.Get(a.self); !ok {
+			t.Fatalf("%s does not see %s after it refuted", n, a.self)
+		}
+	}
+	if a.stats.Refutations == 0 {
+		t.Fatal("no refutation counted")
+	}
+}
+
+// Bad input gets a clear error and leaves the state untouched.
+func TestBadInputLeavesStateUntouched(t *testing.T) {
+	net, names, _ := cluster(t, 3)
+	st := net[names[0]]
+	good := &meshpb.Entry{Addr: "10.0.0.9:7946", Time: 5, Writer: "10.0.0.9:7946", Meta: &meshpb.PeerMeta{Name: "ok"}}
+	cases := []struct {
+		name string
+		req  *meshpb.SyncRequest
+		want string
+	}{
+		{"bad address", &meshpb.SyncRequest{Full: true, Delta: []*meshpb.Entry{good, {Addr: "no-port", Time: 1, Writer: "no-port"}}}, "not host:port"},
+		{"empty address", &meshpb.SyncRequest{Full: true, Delta: []*meshpb.Entry{good, {Time: 1, Writer: "x"}}}, "host:port"},
+		{"live entry written by another", &meshpb.SyncRequest{Full: true, Delta: []*meshpb.Entry{good, {Addr: "10.0.0.8:1", Time: 9, Writer: "10.0.0.9:7946"}}}, "only a peer itself"},
+		{"zero time", &meshpb.SyncRequest{Full: true, Delta: []*meshpb.Entry{good, {Addr: "10.0.0.8:1", Writer: "10.0.0.8:1"}}}, "time must be at least 1"},
+		{"absurd time", &meshpb.SyncRequest{Full: true, Delta: []*meshpb.Entry{good, {Addr: "10.0.0.8:1", Time: 1 << 63, Writer: "10.0.0.8:1"}}}, "ahead of this peer's clock"},
+		{"clock jump", &meshpb.SyncRequest{Full: true, Delta: []*meshpb.Entry{good, {Addr: "10.0.0.8:1", Time: 1 << 40, Writer: "10.0.0.8:1"}}}, "ahead of this peer's clock"},
+		{"bad entry after a good one with a high time", &meshpb.SyncRequest{Full: true, Clock: 1 << 20, Delta: []*meshpb.Entry{{Addr: "10.0.0.9:7946", Time: 1 << 20, Writer: "10.0.0.9:7946"}, {Addr: "x"}}}, "host:port"},
+		{"unknown state", &meshpb.SyncRequest{Full: true, Delta: []*meshpb.Entry{good, {Addr: "10.0.0.8:1", Time: 3, Writer: "10.0.0.8:1", State: 7}}}, "unknown state"},
+		{"huge meta", &meshpb.SyncRequest{Full: true, Delta: []*meshpb.Entry{good, {Addr: "10.0.0.8:1", Time: 3, Writer: "10.0.0.8:1", Meta: &meshpb.PeerMeta{Name: strings.Repeat("x", 20<<10)}}}}, "MaxMetaBytes"},
+		{"empty writer in version", &meshpb.SyncRequest{Full: true, Version: []*meshpb.WriterTime{{Time: 3}}, Delta: []*meshpb.Entry{good}}, "version vector"},
+		{"other cluster", &meshpb.SyncRequest{Cluster: "other", Full: true, Delta: []*meshpb.Entry{good}}, "cluster name mismatch"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before, digest, version, clock := st.members.Clone(), st.digest, st.members.Version(), st.clock
+			_, err := st.answer(tc.req, t0)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("answer = %v, want an error containing %q", err, tc.want)
+			}
+			if !st.members.Equal(before) || st.digest != digest || st.members.Version().Compare(version) != crdt.Equal || st.clock != clock {
+				t.Fatal("state changed after a rejected request")
+			}
+		})
+	}
+}
+
+// After a tombstone is purged, an owner whose entry is at or below the
+// partner's floor re-stamps it and is accepted again.
+func TestOwnerRestampsAboveFloor(t *testing.T) {
+	a, b := newTestState("10.0.0.1:1"), newTestState("10.0.0.2:1")
+	// b has purged tombstones up to Lamport time 50.
+	for i := range 50 {
+		b.clock.Tick()
+		_ = i
+	}
+	b.declare("10.0.0.3:1", meshpb.State_STATE_FAILED, t0)
+	b.members.Purge(func(entry) bool { return true })
+	if b.members.Floor() == 0 {
+		t.Fatal("no floor after purge")
+	}
+	net := map[string]*state{a.self: a, b.self: b}
+	if err := a.addSeed(b.self, t0); err != nil {
+		t.Fatal(err)
+	}
+	now := t0
+	for range 5 {
+		now = now.Add(p)
+		tick(t, net, now)
+	}
+	if _, ok := b.members.Get(a.self); !ok {
+		t.Fatalf("b (floor %d) does not accept a (entry %v)", b.members.Floor(), a.members.Version())
+	}
+}
+
+func TestDeltaIsCutToMaxDeltaEntries(t *testing.T) {
+	a, b := newTestState("10.0.0.1:1"), newTestState("10.0.0.2:1")
+	a.cfg.MaxDeltaEntries = 4
+	b.cfg.MaxDeltaEntries = 4
+	for i := range 20 { // a knows 20 failed members b lacks
+		a.declare(fmt.Sprintf("10.0.1.%d:1", i), meshpb.State_STATE_FAILED, t0)
+	}
+	net := map[string]*state{a.self: a, b.self: b}
+	if err := b.addSeed(a.self, t0); err != nil {
+		t.Fatal(err)
+	}
+	now := t0
+	for i := 0; b.members.Equal(&a.members) == false; i++ {
+		if i > 20 {
+			t.Fatal("cut deltas never converged")
+		}
+		now = now.Add(p)
+		for _, ex := range b.round(now) {
+			if ex.addr == a.self {
+				deliver(t, net, b, ex, now)
+			} else {
+				b.done(ex)
+			}
+		}
+	}
+}
