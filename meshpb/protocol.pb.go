@@ -269,9 +269,11 @@ func (x *WriterTime) GetTime() uint64 {
 // Age is liveness evidence for one peer, by address: the peer was known to
 // be running `periods` rounds ago.
 type Age struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Addr          string                 `protobuf:"bytes,1,opt,name=addr,proto3" json:"addr,omitempty"`
-	Periods       uint32                 `protobuf:"varint,2,opt,name=periods,proto3" json:"periods,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Addr    string                 `protobuf:"bytes,1,opt,name=addr,proto3" json:"addr,omitempty"`
+	Periods uint32                 `protobuf:"varint,2,opt,name=periods,proto3" json:"periods,omitempty"`
+	// Digest of the state the peer held at that time.
+	Digest        uint64 `protobuf:"fixed64,3,opt,name=digest,proto3" json:"digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -320,6 +322,13 @@ func (x *Age) GetPeriods() uint32 {
 	return 0
 }
 
+func (x *Age) GetDigest() uint64 {
+	if x != nil {
+		return x.Digest
+	}
+	return 0
+}
+
 // SyncRequest opens an exchange. A round first sends only digest and ages
 // (a few bytes per member); when the digests differ the requester follows
 // with a second request that carries its version vector and the entries the
@@ -349,7 +358,12 @@ type SyncRequest struct {
 	Cut uint64 `protobuf:"varint,10,opt,name=cut,proto3" json:"cut,omitempty"`
 	// Set by a leaving peer: apply delta (its own tombstone) and answer
 	// with nothing; version is empty and claims nothing.
-	Push          bool `protobuf:"varint,11,opt,name=push,proto3" json:"push,omitempty"`
+	Push bool `protobuf:"varint,11,opt,name=push,proto3" json:"push,omitempty"`
+	// Members (view indexes, as ages) whose freshest evidence shows them
+	// holding a state other than `digest`, and that state's digest. Empty in
+	// a converged cluster.
+	OtherIndex    []uint32 `protobuf:"varint,12,rep,packed,name=other_index,json=otherIndex,proto3" json:"other_index,omitempty"`
+	OtherDigest   []uint64 `protobuf:"fixed64,13,rep,packed,name=other_digest,json=otherDigest,proto3" json:"other_digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -461,6 +475,20 @@ func (x *SyncRequest) GetPush() bool {
 	return false
 }
 
+func (x *SyncRequest) GetOtherIndex() []uint32 {
+	if x != nil {
+		return x.OtherIndex
+	}
+	return nil
+}
+
+func (x *SyncRequest) GetOtherDigest() []uint64 {
+	if x != nil {
+		return x.OtherDigest
+	}
+	return nil
+}
+
 // SyncResponse answers a SyncRequest.
 type SyncResponse struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -479,7 +507,9 @@ type SyncResponse struct {
 	// owner whose own entry is older re-stamps it (see docs/PROTOCOL.md).
 	Floor uint64 `protobuf:"varint,8,opt,name=floor,proto3" json:"floor,omitempty"`
 	// As in SyncRequest.
-	Cut           uint64 `protobuf:"varint,9,opt,name=cut,proto3" json:"cut,omitempty"`
+	Cut           uint64   `protobuf:"varint,9,opt,name=cut,proto3" json:"cut,omitempty"`
+	OtherIndex    []uint32 `protobuf:"varint,10,rep,packed,name=other_index,json=otherIndex,proto3" json:"other_index,omitempty"`
+	OtherDigest   []uint64 `protobuf:"fixed64,11,rep,packed,name=other_digest,json=otherDigest,proto3" json:"other_digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -577,6 +607,20 @@ func (x *SyncResponse) GetCut() uint64 {
 	return 0
 }
 
+func (x *SyncResponse) GetOtherIndex() []uint32 {
+	if x != nil {
+		return x.OtherIndex
+	}
+	return nil
+}
+
+func (x *SyncResponse) GetOtherDigest() []uint64 {
+	if x != nil {
+		return x.OtherDigest
+	}
+	return nil
+}
+
 var File_protocol_proto protoreflect.FileDescriptor
 
 const file_protocol_proto_rawDesc = "" +
@@ -597,10 +641,11 @@ const file_protocol_proto_rawDesc = "" +
 	"\n" +
 	"WriterTime\x12\x16\n" +
 	"\x06writer\x18\x01 \x01(\tR\x06writer\x12\x12\n" +
-	"\x04time\x18\x02 \x01(\x04R\x04time\"3\n" +
+	"\x04time\x18\x02 \x01(\x04R\x04time\"K\n" +
 	"\x03Age\x12\x12\n" +
 	"\x04addr\x18\x01 \x01(\tR\x04addr\x12\x18\n" +
-	"\aperiods\x18\x02 \x01(\rR\aperiods\"\xb9\x02\n" +
+	"\aperiods\x18\x02 \x01(\rR\aperiods\x12\x16\n" +
+	"\x06digest\x18\x03 \x01(\x06R\x06digest\"\xfd\x02\n" +
 	"\vSyncRequest\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12\x16\n" +
@@ -614,7 +659,10 @@ const file_protocol_proto_rawDesc = "" +
 	"\x05clock\x18\t \x01(\x04R\x05clock\x12\x10\n" +
 	"\x03cut\x18\n" +
 	" \x01(\x04R\x03cut\x12\x12\n" +
-	"\x04push\x18\v \x01(\bR\x04push\"\xae\x02\n" +
+	"\x04push\x18\v \x01(\bR\x04push\x12\x1f\n" +
+	"\vother_index\x18\f \x03(\rR\n" +
+	"otherIndex\x12!\n" +
+	"\fother_digest\x18\r \x03(\x06R\votherDigest\"\xf2\x02\n" +
 	"\fSyncResponse\x12\x16\n" +
 	"\x06digest\x18\x01 \x01(\x06R\x06digest\x12#\n" +
 	"\rfresher_index\x18\x02 \x03(\rR\ffresherIndex\x12!\n" +
@@ -625,7 +673,11 @@ const file_protocol_proto_rawDesc = "" +
 	"named_ages\x18\x06 \x03(\v2\f.mesh.v1.AgeR\tnamedAges\x12\x14\n" +
 	"\x05clock\x18\a \x01(\x04R\x05clock\x12\x14\n" +
 	"\x05floor\x18\b \x01(\x04R\x05floor\x12\x10\n" +
-	"\x03cut\x18\t \x01(\x04R\x03cut*:\n" +
+	"\x03cut\x18\t \x01(\x04R\x03cut\x12\x1f\n" +
+	"\vother_index\x18\n" +
+	" \x03(\rR\n" +
+	"otherIndex\x12!\n" +
+	"\fother_digest\x18\v \x03(\x06R\votherDigest*:\n" +
 	"\x05State\x12\x0f\n" +
 	"\vSTATE_ALIVE\x10\x00\x12\x10\n" +
 	"\fSTATE_FAILED\x10\x01\x12\x0e\n" +

@@ -84,6 +84,10 @@ func (m *Machine) Members() map[string]*meshpb.PeerMeta { return m.st.snapshot()
 // equal states.
 func (m *Machine) Digest() uint64 { return m.st.digest }
 
+// Converged reports whether every live member's freshest evidence, none
+// older than Expiry, shows it holding exactly this machine's state.
+func (m *Machine) Converged(now time.Time) bool { return m.st.converged(now) }
+
 // Stats returns protocol counters.
 func (m *Machine) Stats() Stats { return m.st.stats }
 

@@ -245,6 +245,28 @@ func (p *Peer) GetMembers() map[string]*meshpb.PeerMeta {
 	return p.m.Members()
 }
 
+// ViewDigest returns a digest of this peer's membership state (members,
+// metas and tombstones): peers with equal digests hold the same state.
+func (p *Peer) ViewDigest() uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.m.Digest()
+}
+
+// Converged reports whether every live member is known to hold exactly
+// this peer's state: each member's freshest liveness evidence, none older
+// than Expiry, was taken while it held this state. It turns true as soon
+// as that holds (no fixed sleep) and false as soon as this peer learns of
+// a member holding something else; a change this peer has not heard of
+// yet is by nature invisible to it, so ask a peer that made or saw the
+// change.
+func (p *Peer) Converged() bool {
+	now := p.cfg.Clock.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.m.Converged(now)
+}
+
 // Stats returns protocol counters.
 func (p *Peer) Stats() Stats {
 	p.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"time"
@@ -89,6 +90,7 @@ type state struct {
 	index   map[string]int
 
 	seen      map[string]time.Time // latest time each live member is known to have run
+	held      map[string]uint64    // digest of the state it held then
 	suspects  map[string]bool
 	seeds     map[string]*retry
 	dead      map[string]*retry
@@ -111,6 +113,7 @@ func newState(cfg PeerConfig, now time.Time) *state {
 		rng:       cfg.Rand,
 		log:       cfg.Logger,
 		seen:      map[string]time.Time{},
+		held:      map[string]uint64{},
 		suspects:  map[string]bool{},
 		seeds:     map[string]*retry{},
 		dead:      map[string]*retry{},
@@ -205,15 +208,22 @@ func (s *state) round(now time.Time) []*exchange {
 			}
 		}
 	}
-	for addr, r := range s.seeds {
-		if !s.liveMember(addr) && !now.Before(r.next) {
+	for _, addr := range slices.Sorted(maps.Keys(s.seeds)) { // sorted: same seed, same run
+		if !s.liveMember(addr) && !now.Before(s.seeds[addr].next) {
 			start(addr, seedProbe)
 		}
 	}
+	// One failed peer per round, the most overdue: heals partitions at a
+	// bounded cost however many peers have failed.
+	var due string
 	for addr, r := range s.dead {
-		if !now.Before(r.next) {
-			start(addr, deadProbe)
+		if !now.Before(r.next) && !s.inflight[addr] && (due == "" || r.next.Before(s.dead[due].next) ||
+			r.next.Equal(s.dead[due].next) && addr < due) {
+			due = addr
 		}
+	}
+	if due != "" {
+		start(due, deadProbe)
 	}
 	// Fanout partners, uniformly among live members not already busy.
 	cands := make([]string, 0, len(s.view))
@@ -234,7 +244,26 @@ func (s *state) round(now time.Time) []*exchange {
 // digestRequest is the first message of an exchange: the state digest and
 // one age byte per member of the view, nothing else.
 func (s *state) digestRequest(now time.Time) *meshpb.SyncRequest {
-	return &meshpb.SyncRequest{Cluster: s.cfg.ClusterName, Digest: s.digest, Ages: s.denseAges(now)}
+	req := &meshpb.SyncRequest{Cluster: s.cfg.ClusterName, Digest: s.digest, Ages: s.denseAges(now)}
+	for i, a := range s.view {
+		if d, ok := s.held[a]; ok && d != s.digest {
+			req.OtherIndex = append(req.OtherIndex, uint32(i))
+			req.OtherDigest = append(req.OtherDigest, d)
+		}
+	}
+	return req
+}
+
+// others maps view indexes to the digests a message lists for them.
+func others(idx []uint32, digests []uint64) map[uint32]uint64 {
+	if len(idx) == 0 {
+		return nil
+	}
+	m := make(map[uint32]uint64, len(idx))
+	for j := 0; j < len(idx) && j < len(digests); j++ {
+		m[idx[j]] = digests[j]
+	}
+	return m
 }
 
 func (s *state) denseAges(now time.Time) []byte {
@@ -267,14 +296,16 @@ func (s *state) ageOf(addr string, now time.Time) byte {
 	return byte(n)
 }
 
-// learn records evidence that addr ran age units before now.
-func (s *state) learn(addr string, age byte, now time.Time) {
+// learn records evidence that addr ran age units before now, holding the
+// state named by digest.
+func (s *state) learn(addr string, age byte, digest uint64, now time.Time) {
 	if age == noAge || !s.liveMember(addr) {
 		return
 	}
 	t := now.Add(-time.Duration(age) * (s.cfg.PingPeriod / ageScale))
 	if t.After(s.seen[addr]) {
 		s.seen[addr] = t
+		s.held[addr] = digest
 		if s.suspects[addr] && now.Sub(t) <= s.cfg.Expiry {
 			delete(s.suspects, addr)
 			s.stats.SuspicionsRefuted++
@@ -286,7 +317,7 @@ func (s *state) namedAges(now time.Time) []*meshpb.Age {
 	out := make([]*meshpb.Age, 0, len(s.view))
 	for _, a := range s.view {
 		if age := s.ageOf(a, now); age != noAge {
-			out = append(out, &meshpb.Age{Addr: a, Periods: uint32(age)})
+			out = append(out, &meshpb.Age{Addr: a, Periods: uint32(age), Digest: s.heldBy(a)})
 		}
 	}
 	return out
@@ -295,9 +326,28 @@ func (s *state) namedAges(now time.Time) []*meshpb.Age {
 func (s *state) learnNamed(ages []*meshpb.Age, now time.Time) {
 	for _, a := range ages {
 		if a.GetPeriods() < noAge {
-			s.learn(a.GetAddr(), byte(a.GetPeriods()), now)
+			s.learn(a.GetAddr(), byte(a.GetPeriods()), a.GetDigest(), now)
 		}
 	}
+}
+
+// heldBy returns the digest addr held at its freshest evidence.
+func (s *state) heldBy(addr string) uint64 {
+	if addr == s.self {
+		return s.digest
+	}
+	return s.held[addr]
+}
+
+// converged reports whether the freshest evidence of every live member,
+// none older than Expiry, shows it holding exactly our state.
+func (s *state) converged(now time.Time) bool {
+	for _, a := range s.view {
+		if a != s.self && (s.held[a] != s.digest || now.Sub(s.seen[a]) > s.cfg.Expiry) {
+			return false
+		}
+	}
+	return true
 }
 
 // answer is the responder's side of both steps of an exchange.
@@ -313,7 +363,7 @@ func (s *state) answer(req *meshpb.SyncRequest, now time.Time) (*meshpb.SyncResp
 	}
 	if !req.GetFull() {
 		if req.GetDigest() == s.digest && len(req.GetAges()) == len(s.view) {
-			return s.answerAges(req.GetAges(), now), nil
+			return s.answerAges(req, now), nil
 		}
 		return &meshpb.SyncResponse{Digest: s.digest, Version: encodeVersion(s.members.Version()),
 			Clock: s.clock.Time(), Floor: s.members.Floor()}, nil
@@ -327,7 +377,7 @@ func (s *state) answer(req *meshpb.SyncRequest, now time.Time) (*meshpb.SyncResp
 	}
 	s.observeClock(req.GetClock())
 	s.learnNamed(req.GetNamedAges(), now)
-	s.learn(req.GetFrom(), 0, now)
+	s.learn(req.GetFrom(), 0, req.GetDigest(), now)
 	d := s.members.Delta(theirs, s.cfg.MaxDeltaEntries)
 	return &meshpb.SyncResponse{
 		Digest:    s.digest,
@@ -342,13 +392,23 @@ func (s *state) answer(req *meshpb.SyncRequest, now time.Time) (*meshpb.SyncResp
 
 // answerAges handles a digest request from a peer with the same state:
 // learn from its ages, and send back only the ages we have fresher.
-func (s *state) answerAges(theirs []byte, now time.Time) *meshpb.SyncResponse {
+// Evidence carries the state its member held: ours unless listed.
+func (s *state) answerAges(req *meshpb.SyncRequest, now time.Time) *meshpb.SyncResponse {
+	theirs, other := req.GetAges(), others(req.GetOtherIndex(), req.GetOtherDigest())
 	resp := &meshpb.SyncResponse{Digest: s.digest}
 	for i, a := range s.view {
-		s.learn(a, theirs[i], now)
+		d, ok := other[uint32(i)]
+		if !ok {
+			d = s.digest
+		}
+		s.learn(a, theirs[i], d, now)
 		if mine := s.ageOf(a, now); mine < theirs[i] {
 			resp.FresherIndex = append(resp.FresherIndex, uint32(i))
 			resp.FresherAges = append(resp.FresherAges, mine)
+			if h := s.heldBy(a); h != s.digest {
+				resp.OtherIndex = append(resp.OtherIndex, uint32(i))
+				resp.OtherDigest = append(resp.OtherDigest, h)
+			}
 		}
 	}
 	return resp
@@ -370,19 +430,24 @@ func (s *state) onResponse(ex *exchange, resp *meshpb.SyncResponse, now time.Tim
 			return nil, err
 		}
 		s.learnNamed(resp.GetNamedAges(), now)
-		s.learn(ex.addr, 0, now)
+		s.learn(ex.addr, 0, resp.GetDigest(), now)
 		s.checkFloor(resp.GetFloor(), now)
 		return nil, nil
 	}
 	if resp.GetDigest() == ex.req.GetDigest() {
 		defer s.done(ex)
 		idx, ages := resp.GetFresherIndex(), resp.GetFresherAges()
+		other := others(resp.GetOtherIndex(), resp.GetOtherDigest())
 		for j := 0; j < len(idx) && j < len(ages); j++ {
 			if int(idx[j]) < len(ex.view) {
-				s.learn(ex.view[idx[j]], ages[j], now)
+				d, ok := other[idx[j]]
+				if !ok {
+					d = resp.GetDigest()
+				}
+				s.learn(ex.view[idx[j]], ages[j], d, now)
 			}
 		}
-		s.learn(ex.addr, 0, now)
+		s.learn(ex.addr, 0, resp.GetDigest(), now)
 		return nil, nil
 	}
 	// The states differ: send what the partner lacks, with our version
@@ -397,6 +462,7 @@ func (s *state) onResponse(ex *exchange, resp *meshpb.SyncResponse, now time.Tim
 	next := &exchange{addr: ex.addr, kind: ex.kind, req: &meshpb.SyncRequest{
 		Cluster:   s.cfg.ClusterName,
 		From:      s.self,
+		Digest:    s.digest,
 		Full:      true,
 		Version:   encodeVersion(s.members.Version()),
 		Delta:     encodeEntries(d.Entries),
@@ -588,6 +654,7 @@ func (s *state) changed(changes []crdt.Change[string, member], now time.Time) {
 			viewChanged = true
 			s.removedAt[addr] = now
 			delete(s.seen, addr)
+			delete(s.held, addr)
 			delete(s.suspects, addr)
 			if addr == s.self {
 				break
@@ -596,8 +663,8 @@ func (s *state) changed(changes []crdt.Change[string, member], now time.Time) {
 			kind := EventFailed
 			if c.New.Value.state == meshpb.State_STATE_LEFT {
 				kind = EventLeave
-			} else if len(s.dead) < maxDeadProbes {
-				s.dead[addr] = &retry{next: now.Add(s.cfg.PingPeriod), backoff: s.cfg.PingPeriod}
+			} else {
+				s.rememberDead(addr, now)
 			}
 			if c.New.Value.state == meshpb.State_STATE_LEFT {
 				delete(s.dead, addr)
@@ -648,9 +715,18 @@ func (s *state) purge(now time.Time) {
 	})
 	for _, e := range gone {
 		s.digest ^= entryHash(e)
-		delete(s.removedAt, e.Key)
-		delete(s.dead, e.Key)
+		delete(s.removedAt, e.Key) // still probed if failed: healing has no deadline
 	}
+}
+
+// rememberDead schedules probes of a failed peer, evicting a random one
+// when maxDeadProbes are remembered.
+func (s *state) rememberDead(addr string, now time.Time) {
+	if len(s.dead) >= maxDeadProbes {
+		known := slices.Sorted(maps.Keys(s.dead))
+		delete(s.dead, known[s.rng.IntN(len(known))])
+	}
+	s.dead[addr] = &retry{next: now.Add(s.cfg.PingPeriod), backoff: s.cfg.PingPeriod}
 }
 
 func (s *state) emit(kind EventType, addr string, meta *meshpb.PeerMeta, now time.Time) {
@@ -703,8 +779,8 @@ func covers(v crdt.VersionVector, cut uint64) crdt.VersionVector {
 
 func encodeVersion(v crdt.VersionVector) []*meshpb.WriterTime {
 	out := make([]*meshpb.WriterTime, 0, len(v))
-	for w, t := range v {
-		out = append(out, &meshpb.WriterTime{Writer: w, Time: t})
+	for _, w := range slices.Sorted(maps.Keys(v)) { // sorted: same state, same bytes
+		out = append(out, &meshpb.WriterTime{Writer: w, Time: v[w]})
 	}
 	return out
 }

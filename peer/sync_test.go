@@ -301,3 +301,110 @@ func TestDeltaIsCutToMaxDeltaEntries(t *testing.T) {
 		}
 	}
 }
+
+// Converged never holds while a member holds another state, except for a
+// change younger than Expiry that has not reached the asker yet (no local
+// check can see that). Checked at every tick through meta updates, a crash
+// and a partition.
+func TestConvergedNeverLies(t *testing.T) {
+	net, names, now := cluster(t, 8)
+	changedAt := map[string]time.Time{}
+	digestOf := map[string]uint64{}
+	for _, a := range names {
+		digestOf[a] = net[a].digest
+	}
+	check := func(reachable map[string]*state) {
+		for _, a := range names {
+			if st := reachable[a]; st != nil && st.digest != digestOf[a] {
+				digestOf[a], changedAt[a] = st.digest, now
+			}
+		}
+		for a, st := range reachable {
+			if !st.converged(now) {
+				continue
+			}
+			for _, b := range names {
+				other := net[b]
+				if other == nil || other == st || !st.liveMember(b) {
+					continue
+				}
+				if other.digest != st.digest && now.Sub(changedAt[b]) > st.cfg.Expiry {
+					t.Fatalf("%v: %s says converged, but member %s has held another state since %v", now.Sub(t0), a, b, changedAt[b].Sub(t0))
+				}
+			}
+		}
+	}
+	run := func(rounds int, reachable map[string]*state) {
+		for range rounds {
+			now = now.Add(p)
+			tick(t, reachable, now)
+			check(reachable)
+		}
+	}
+	waitConverged := func(reachable map[string]*state, limit int) int {
+		for i := 1; i <= limit; i++ {
+			run(1, reachable)
+			all := true
+			for _, st := range reachable {
+				all = all && st.converged(now)
+			}
+			if all {
+				return i
+			}
+		}
+		t.Fatalf("not all converged within %d rounds", limit)
+		return 0
+	}
+	t.Logf("converged after join: %d more rounds", waitConverged(net, 20))
+
+	if err := net[names[2]].setMeta(&meshpb.PeerMeta{Name: "changed"}, now); err != nil {
+		t.Fatal(err)
+	}
+	if net[names[2]].converged(now) {
+		t.Fatal("a peer that just changed its meta says converged")
+	}
+	t.Logf("converged after a meta update: %d rounds", waitConverged(net, 20))
+
+	// Partition: {0..3} and {4..7}; a meta change on one side.
+	left, right := map[string]*state{}, map[string]*state{}
+	for i, a := range names {
+		if i < 4 {
+			left[a] = net[a]
+		} else {
+			right[a] = net[a]
+		}
+	}
+	if err := net[names[1]].setMeta(&meshpb.PeerMeta{Name: "left side"}, now); err != nil {
+		t.Fatal(err)
+	}
+	for range 40 { // long enough for each side to drop the other
+		now = now.Add(p)
+		tick(t, left, now)
+		tick(t, right, now)
+		check(left)
+		check(right)
+	}
+	for a, st := range left {
+		if got := len(liveKeys(st)); got != 4 {
+			t.Fatalf("%s sees %d members during the partition, want 4", a, got)
+		}
+	}
+	healed := now
+	for i := 0; ; i++ {
+		run(1, net)
+		merged := true
+		for _, st := range net {
+			merged = merged && len(liveKeys(st)) == len(names) && st.converged(now)
+		}
+		if merged {
+			t.Logf("re-merged and converged %v after the heal", now.Sub(healed))
+			break
+		}
+		if i > 60 {
+			t.Fatal("sides did not re-merge within 60 rounds of the heal")
+		}
+	}
+	if got := net[names[5]].snapshot()[names[1]].GetName(); got != "left side" {
+		t.Fatalf("after the heal the right side sees %s's name as %q", names[1], got)
+	}
+}
