@@ -19,7 +19,7 @@ generate: tools
 	PATH="$(GOBIN):$$PATH" protoc --proto_path=meshpb \
 		--go_out=meshpb --go_opt=paths=source_relative \
 		--go-grpc_out=meshpb --go-grpc_opt=paths=source_relative \
-		meshpb/protocol.proto
+		meshpb/*.proto
 
 # check-generated fails when the committed generated code is stale.
 check-generated: generate

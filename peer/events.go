@@ -49,3 +49,11 @@ type Stats struct {
 	SuspicionsRefuted uint64 // suspects later found running
 	Refutations       uint64 // tombstones of this peer it overrode
 }
+
+// Member is one entry of the membership map as Peer.Members reports it.
+type Member struct {
+	Addr string
+	// Meta is nil unless State is STATE_ALIVE.
+	Meta  *meshpb.PeerMeta
+	State meshpb.State
+}

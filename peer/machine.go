@@ -80,6 +80,10 @@ func (m *Machine) Leave(now time.Time) (*meshpb.SyncRequest, []string) { return 
 // Members returns the live members, self included, with copies of metas.
 func (m *Machine) Members() map[string]*meshpb.PeerMeta { return m.st.snapshot() }
 
+// List returns every entry, removed members (failed or left, until their
+// tombstone is purged) included, sorted by address.
+func (m *Machine) List() []Member { return m.st.list() }
+
 // Digest returns the digest of the membership state: equal digests mean
 // equal states.
 func (m *Machine) Digest() uint64 { return m.st.digest }

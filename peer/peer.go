@@ -245,6 +245,15 @@ func (p *Peer) GetMembers() map[string]*meshpb.PeerMeta {
 	return p.m.Members()
 }
 
+// Members returns every member this peer knows, sorted by address:
+// live ones with their meta, and removed ones (failed or left) until their
+// tombstone is purged after TombstoneTTL. The caller owns the result.
+func (p *Peer) Members() []Member {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.m.List()
+}
+
 // ViewDigest returns a digest of this peer's membership state (members,
 // metas and tombstones): peers with equal digests hold the same state.
 func (p *Peer) ViewDigest() uint64 {

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -731,6 +732,20 @@ func (s *state) rememberDead(addr string, now time.Time) {
 
 func (s *state) emit(kind EventType, addr string, meta *meshpb.PeerMeta, now time.Time) {
 	s.events = append(s.events, Event{Type: kind, Addr: addr, Meta: meta, Time: now})
+}
+
+// list returns every entry, tombstones included, sorted by address.
+func (s *state) list() []Member {
+	var out []Member
+	for e := range s.members.All() {
+		m := Member{Addr: e.Key, State: e.Value.state}
+		if !e.Deleted {
+			m.Meta = proto.Clone(e.Value.meta).(*meshpb.PeerMeta)
+		}
+		out = append(out, m)
+	}
+	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Addr, b.Addr) })
+	return out
 }
 
 // snapshot returns the live members with copies of their metas.
