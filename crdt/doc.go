@@ -21,7 +21,8 @@
 //
 // Each replica keeps a [VersionVector]: for every writer, the highest
 // Lamport time of that writer's writes it has, or has something newer than
-// for the same key. [Map.Delta] returns the writes a partner with vector pv
+// for the same key. [Map.PruneVersion] drops writers of which nothing is
+// left, so that vectors do not grow with every writer that ever existed. [Map.Delta] returns the writes a partner with vector pv
 // lacks: every entry whose stamp time exceeds pv[writer]. Applying it with
 // [Map.ApplyDelta] leaves the partner exactly as a full merge would. A delta
 // may be cut to a size limit: it then carries every missing write up to a

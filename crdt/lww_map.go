@@ -184,15 +184,16 @@ func (m *Map[K, V]) put(e Entry[K, V]) (Change[K, V], bool) {
 		m.live++
 	}
 	m.entries[e.Key] = e
-	if had {
-		m.unlog(old.Stamp.Writer) // after the store, so compaction sees it
-	}
 	lg := m.logs[e.Stamp.Writer]
 	if lg == nil {
 		lg = &writerLog[K]{}
 		m.logs[e.Stamp.Writer] = lg
 	}
 	lg.add(logItem[K]{e.Stamp.Time, e.Key})
+	if had {
+		// After the store and the new item, so that compaction sees both.
+		m.unlog(old.Stamp.Writer)
+	}
 	return Change[K, V]{Old: old, New: e, HadOld: had}, true
 }
 
@@ -219,6 +220,25 @@ func (m *Map[K, V]) unlog(writer string) {
 	if len(l.items) == 0 {
 		delete(m.logs, writer)
 	}
+}
+
+// PruneVersion drops from the version vector every writer of which the
+// map holds no entry, and returns how many it dropped. Without it vectors
+// grow with every writer that ever existed (mesh has one per peer
+// incarnation). Like Purge it is a local decision outside the merge laws;
+// it is safe because claiming less is: a write of a dropped writer sent
+// again is dominated by what replaced it, or below the floor if that was
+// purged. It costs O(writers).
+func (m *Map[K, V]) PruneVersion() int {
+	n := 0
+	for w := range m.version {
+		if lg := m.logs[w]; lg == nil || lg.stale == len(lg.items) {
+			delete(m.version, w)
+			delete(m.logs, w)
+			n++
+		}
+	}
+	return n
 }
 
 // holds reports whether a log item is still the key's winning entry.

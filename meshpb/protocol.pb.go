@@ -135,6 +135,8 @@ func (x *PeerMeta) GetTags() map[string]string {
 
 // Entry is one write to the membership map: the key is the peer address,
 // (time, writer) is the Lamport stamp that orders writes to the same key.
+// A writer id is "address#incarnation": each run of a peer has its own, so
+// two runs on one address never produce the same stamp.
 type Entry struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Addr   string                 `protobuf:"bytes,1,opt,name=addr,proto3" json:"addr,omitempty"`

@@ -59,7 +59,9 @@ type PeerConfig struct {
 	Transport Transport
 	// Clock reads time. Default: the system clock.
 	Clock Clock
-	// Rand picks partners. Default: seeded from SelfEndpoint and the time.
+	// Rand picks partners and draws this run's incarnation id (see
+	// docs/PROTOCOL.md): give every run of a peer its own seed. Default:
+	// seeded from SelfEndpoint and the time.
 	Rand *rand.Rand
 	// Logger receives structured logs. Default: discard.
 	Logger *slog.Logger

@@ -80,6 +80,10 @@ const (
 type state struct {
 	cfg   PeerConfig // defaults applied
 	self  string
+	// writer signs this process's writes: "addr#incarnation". A restarted
+	// peer gets a new one, so a write of a previous life and a write of
+	// this one never share a stamp even at equal Lamport times.
+	writer string
 	meta  *meshpb.PeerMeta
 	clock crdt.Clock
 	rng   *rand.Rand
@@ -99,6 +103,7 @@ type state struct {
 	inflight  map[string]bool
 	lastRound time.Time
 	leaving   bool
+	selfStamp crdt.Stamp // stamp of this process's latest own entry
 
 	// Side effects for the caller to carry out after releasing its lock.
 	forget []string
@@ -110,6 +115,7 @@ func newState(cfg PeerConfig, now time.Time) *state {
 	s := &state{
 		cfg:       cfg,
 		self:      cfg.SelfEndpoint,
+		writer:    fmt.Sprintf("%s#%08x", cfg.SelfEndpoint, cfg.Rand.Uint32()),
 		meta:      &meshpb.PeerMeta{},
 		rng:       cfg.Rand,
 		log:       cfg.Logger,
@@ -128,8 +134,9 @@ func newState(cfg PeerConfig, now time.Time) *state {
 // assertSelf (re)writes our own entry with a fresh stamp: at start, on a
 // meta change, and to refute a tombstone or a floor above our entry.
 func (s *state) assertSelf(now time.Time) {
-	e := entry{Key: s.self, Stamp: crdt.Stamp{Time: s.clock.Tick(), Writer: s.self},
+	e := entry{Key: s.self, Stamp: crdt.Stamp{Time: s.clock.Tick(), Writer: s.writer},
 		Value: member{meta: s.meta, state: meshpb.State_STATE_ALIVE}}
+	s.selfStamp = e.Stamp
 	if c, ok, _ := s.members.Put(e); ok {
 		s.changed([]crdt.Change[string, member]{c}, now)
 	}
@@ -459,6 +466,7 @@ func (s *state) onResponse(ex *exchange, resp *meshpb.SyncResponse, now time.Tim
 		return nil, err
 	}
 	s.checkFloor(resp.GetFloor(), now)
+	s.learn(ex.addr, 0, resp.GetDigest(), now) // it answered: it runs
 	d := s.members.Delta(theirs, s.cfg.MaxDeltaEntries)
 	next := &exchange{addr: ex.addr, kind: ex.kind, req: &meshpb.SyncRequest{
 		Cluster:   s.cfg.ClusterName,
@@ -523,7 +531,7 @@ func (s *state) done(ex *exchange) { delete(s.inflight, ex.addr) }
 
 // declare writes a tombstone for addr in the given state.
 func (s *state) declare(addr string, st meshpb.State, now time.Time) {
-	e := entry{Key: addr, Stamp: crdt.Stamp{Time: s.clock.Tick(), Writer: s.self}, Deleted: true, Value: member{state: st}}
+	e := entry{Key: addr, Stamp: crdt.Stamp{Time: s.clock.Tick(), Writer: s.writer}, Deleted: true, Value: member{state: st}}
 	if c, ok, _ := s.members.Put(e); ok {
 		s.changed([]crdt.Change[string, member]{c}, now)
 	}
@@ -581,10 +589,12 @@ func (s *state) applyEntries(in []*meshpb.Entry, cov crdt.VersionVector, now tim
 		s.clock.Observe(e.Stamp.Time)
 	}
 	s.changed(changes, now)
-	if e, ok := s.members.Lookup(s.self); ok && e.Stamp.Writer != s.self && !s.leaving {
-		// Someone declared us failed: we are the authority on our entry.
+	if e, ok := s.members.Lookup(s.self); ok && e.Stamp != s.selfStamp && !s.leaving {
+		// Our entry was overridden: declared failed by someone, or an entry
+		// of a previous life of this address (alive with an old meta, or
+		// left). This process is the authority on its own entry.
 		s.stats.Refutations++
-		s.log.Info("refuting a tombstone for this peer", "by", e.Stamp.Writer, "stamp", e.Stamp.String())
+		s.log.Info("refuting an entry for this peer", "writer", e.Stamp.Writer, "stamp", e.Stamp.String(), "state", e.Value.state)
 		s.assertSelf(now)
 	}
 	return nil
@@ -600,7 +610,7 @@ func (s *state) decodeEntry(pe *meshpb.Entry) (entry, error) {
 	st := pe.GetState()
 	switch st {
 	case meshpb.State_STATE_ALIVE, meshpb.State_STATE_LEFT:
-		if w != addr {
+		if ownerOf(w) != addr {
 			return entry{}, fmt.Errorf("%w: entry for %s in state %v written by %s; only a peer itself writes that", errBadRequest, addr, st, w)
 		}
 	case meshpb.State_STATE_FAILED:
@@ -718,6 +728,17 @@ func (s *state) purge(now time.Time) {
 		s.digest ^= entryHash(e)
 		delete(s.removedAt, e.Key) // still probed if failed: healing has no deadline
 	}
+	if len(gone) > 0 {
+		s.members.PruneVersion() // writers of purged entries are gone for good
+	}
+}
+
+// ownerOf returns the address part of a writer id "addr#incarnation".
+func ownerOf(writer string) string {
+	if i := strings.LastIndexByte(writer, '#'); i >= 0 {
+		return writer[:i]
+	}
+	return writer
 }
 
 // rememberDead schedules probes of a failed peer, evicting a random one

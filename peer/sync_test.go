@@ -22,8 +22,13 @@ const p = 100 * time.Millisecond
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
+var seeds uint64
+
+// newTestState returns a state with its own seed: every process (and so
+// every restart) draws its own incarnation id.
 func newTestState(addr string) *state {
-	cfg := PeerConfig{SelfEndpoint: addr, PingPeriod: p, Rand: rand.New(rand.NewPCG(1, 2))}.withDefaults()
+	seeds++
+	cfg := PeerConfig{SelfEndpoint: addr, PingPeriod: p, Rand: rand.New(rand.NewPCG(seeds, 2))}.withDefaults()
 	return newState(cfg, t0)
 }
 
@@ -406,5 +411,52 @@ func TestConvergedNeverLies(t *testing.T) {
 	}
 	if got := net[names[5]].snapshot()[names[1]].GetName(); got != "left side" {
 		t.Fatalf("after the heal the right side sees %s's name as %q", names[1], got)
+	}
+}
+
+// A peer restarted on an address that earlier left gracefully, or whose
+// previous life wrote a newer entry than the new one's first, comes back
+// with the new meta.
+func TestRestartAfterLeaveAndAfterNewerPreviousLife(t *testing.T) {
+	for _, how := range []string{"left", "newer previous life"} {
+		t.Run(how, func(t *testing.T) {
+			net, names, now := cluster(t, 4)
+			old := net[names[3]]
+			if how == "left" {
+				req, to := old.leave(now)
+				for _, a := range to {
+					if _, err := net[a].answer(req, now); err != nil {
+						t.Fatal(err)
+					}
+				}
+			} else {
+				for i := range 30 { // the old life's clock runs far ahead
+					if err := old.setMeta(&meshpb.PeerMeta{Name: fmt.Sprintf("old-%d", i)}, now); err != nil {
+						t.Fatal(err)
+					}
+				}
+				for range 10 {
+					now = now.Add(p)
+					tick(t, net, now)
+				}
+			}
+			reborn := newTestState(names[3])
+			if err := reborn.setMeta(&meshpb.PeerMeta{Name: "new"}, now); err != nil {
+				t.Fatal(err)
+			}
+			if err := reborn.addSeed(names[0], now); err != nil {
+				t.Fatal(err)
+			}
+			net[names[3]] = reborn
+			for range 15 {
+				now = now.Add(p)
+				tick(t, net, now)
+			}
+			for _, a := range names {
+				if got := net[a].snapshot()[names[3]].GetName(); got != "new" {
+					t.Fatalf("%s sees the restarted peer as %q, want new", a, got)
+				}
+			}
+		})
 	}
 }
