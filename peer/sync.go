@@ -78,16 +78,16 @@ const (
 
 // state is one peer's view of the cluster and the protocol bookkeeping.
 type state struct {
-	cfg   PeerConfig // defaults applied
-	self  string
+	cfg  PeerConfig // defaults applied
+	self string
 	// writer signs this process's writes: "addr#incarnation". A restarted
 	// peer gets a new one, so a write of a previous life and a write of
 	// this one never share a stamp even at equal Lamport times.
 	writer string
-	meta  *meshpb.PeerMeta
-	clock crdt.Clock
-	rng   *rand.Rand
-	log   *slog.Logger
+	meta   *meshpb.PeerMeta
+	clock  crdt.Clock
+	rng    *rand.Rand
+	log    *slog.Logger
 
 	members crdt.Map[string, member]
 	digest  uint64   // XOR of entryHash over all entries: equal ⇒ same state
