@@ -126,7 +126,8 @@ func (*MembersRequest) Descriptor() ([]byte, []int) {
 type Member struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Addr  string                 `protobuf:"bytes,1,opt,name=addr,proto3" json:"addr,omitempty"`
-	// Set when state is STATE_ALIVE.
+	// The member's meta; for a removed member, the last one this agent saw,
+	// if it saw one.
 	Meta          *PeerMeta `protobuf:"bytes,2,opt,name=meta,proto3" json:"meta,omitempty"`
 	State         State     `protobuf:"varint,3,opt,name=state,proto3,enum=mesh.v1.State" json:"state,omitempty"`
 	unknownFields protoimpl.UnknownFields

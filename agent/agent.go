@@ -1,0 +1,373 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/gossipmesh/mesh/meshpb"
+	"github.com/gossipmesh/mesh/peer"
+)
+
+// stopGrace bounds the graceful stop of the gRPC server; calls still
+// running after it are cut.
+const stopGrace = 2 * time.Second
+
+// Agent is one member of a cluster as a service: a peer, the gRPC server
+// it answers on (gossip, MeshAdmin and grpc.health.v1 on one port), and
+// optionally a snapshot file and a Prometheus endpoint.
+type Agent struct {
+	cfg     Config
+	log     *slog.Logger
+	self    string
+	lis     net.Listener
+	mlis    net.Listener // nil without metrics
+	peer    *peer.Peer
+	srv     *grpc.Server
+	health  *health.Server
+	httpSrv *http.Server // nil without metrics
+	joiner  *joiner
+
+	metaMu sync.Mutex // serialises SetMeta's read-modify-write
+
+	lastMu   sync.Mutex
+	lastMeta map[string]*meshpb.PeerMeta // removed members' last meta, from events
+
+	leaveOnce sync.Once
+	leaveResp *meshpb.LeaveResponse
+	stopOnce  sync.Once
+	stopReq   chan struct{} // closed by a Leave call: Run returns
+
+	ran atomic.Bool
+}
+
+// New validates cfg and binds the agent's ports (so that an address in use
+// fails here, with a one-line error); it starts nothing. Call Run, or
+// Close to release the ports without running.
+func New(cfg Config) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	lis, err := listen(cfg.Bind, "--bind")
+	if err != nil {
+		return nil, err
+	}
+	a := &Agent{cfg: cfg, log: cfg.logger(), lis: lis, stopReq: make(chan struct{}), lastMeta: map[string]*meshpb.PeerMeta{}}
+	if cfg.Advertise == "" {
+		a.self = lis.Addr().String() // the address bound: "localhost" becomes 127.0.0.1
+	} else {
+		a.self = withPort(cfg.Advertise, lis.Addr().(*net.TCPAddr).Port)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			a.Close()
+		}
+	}()
+
+	reg := prometheus.NewRegistry()
+	srvMetrics, cliMetrics := newGRPCMetrics(reg)
+	pc := cfg.peerConfig(a.self)
+	pc.DialOptions = []grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithStatsHandler(cliMetrics),
+	}
+	a.peer, err = peer.New(pc)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.peer.SetMeta(&meshpb.PeerMeta{Name: cfg.Name, Tags: cfg.Tags}); err != nil {
+		return nil, fmt.Errorf("--name/--tag: %w", err)
+	}
+	if cfg.Metrics != "" {
+		if a.mlis, err = listen(cfg.Metrics, "--metrics"); err != nil {
+			return nil, err
+		}
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newPeerCollector(a.peer))
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		a.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	}
+
+	a.srv = grpc.NewServer(grpc.StatsHandler(srvMetrics))
+	meshpb.RegisterGossipServiceServer(a.srv, a.peer)
+	meshpb.RegisterMeshAdminServer(a.srv, &admin{a: a})
+	a.health = health.NewServer()
+	healthpb.RegisterHealthServer(a.srv, a.health)
+	a.joiner = newJoiner(cfg.Resolver, a.peer, a.peer.Config().PingPeriod, a.log)
+	ok = true
+	return a, nil
+}
+
+// listen binds addr, naming the flag in its error.
+func listen(addr, flag string) (net.Listener, error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) && op.Err != nil {
+			err = op.Err
+		}
+		return nil, fmt.Errorf("%s %s: cannot listen: %w", flag, addr, err)
+	}
+	return lis, nil
+}
+
+// Addr returns the agent's address: its peer id, which clients and other
+// peers dial.
+func (a *Agent) Addr() string { return a.self }
+
+// MetricsAddr returns the address metrics are served on, or "".
+func (a *Agent) MetricsAddr() string {
+	if a.mlis == nil {
+		return ""
+	}
+	return a.mlis.Addr().String()
+}
+
+// Peer returns the agent's peer.
+func (a *Agent) Peer() *peer.Peer { return a.peer }
+
+// Close releases what New acquired, for an agent that will not Run.
+func (a *Agent) Close() {
+	if a.ran.Load() {
+		return // Run releases everything itself
+	}
+	if a.peer != nil {
+		a.peer.Stop()
+	}
+	a.lis.Close()
+	if a.mlis != nil {
+		a.mlis.Close()
+	}
+}
+
+// Run serves and gossips until ctx is done or a client calls Leave, then
+// leaves the cluster gracefully (every member is told at once) and shuts
+// down. Every goroutine it started has exited and every port is released
+// when it returns. The error is a serving failure; a Leave that reached no
+// member is logged, not returned. Run may be called once.
+func (a *Agent) Run(ctx context.Context) error {
+	if !a.ran.CompareAndSwap(false, true) {
+		return errors.New("agent: Run called twice")
+	}
+	var pending []string // snapshot members not yet met
+	if a.cfg.Snapshot != "" {
+		seeds, err := loadSnapshot(a.cfg.Snapshot)
+		if err != nil {
+			a.log.Warn("snapshot ignored", "err", err)
+		}
+		for _, s := range seeds {
+			a.peer.AddSeed(s) // an invalid address is logged and ignored
+		}
+		pending = seeds
+		if len(seeds) > 0 {
+			a.log.Info("rejoining members from snapshot", "file", a.cfg.Snapshot, "seeds", len(seeds))
+		}
+	}
+	loopCtx, stopLoop := context.WithCancel(context.Background())
+	defer stopLoop()
+
+	var wg sync.WaitGroup
+	failed := make(chan error, 2)
+	wg.Go(func() {
+		if err := a.srv.Serve(a.lis); err != nil {
+			failed <- fmt.Errorf("serve gRPC on %s: %w", a.lis.Addr(), err)
+		}
+	})
+	wg.Go(a.peer.Run)
+	if a.httpSrv != nil {
+		wg.Go(func() {
+			if err := a.httpSrv.Serve(a.mlis); !errors.Is(err, http.ErrServerClosed) {
+				failed <- fmt.Errorf("serve metrics on %s: %w", a.mlis.Addr(), err)
+			}
+		})
+	}
+	loopDone := make(chan struct{})
+	wg.Go(func() {
+		defer close(loopDone)
+		a.loop(loopCtx, pending)
+	})
+	a.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	a.log.Info("agent started", "addr", a.self, "bind", a.lis.Addr().String(), "metrics", a.MetricsAddr(),
+		"cluster", a.cfg.Cluster, "period", a.peer.Config().PingPeriod.String(), "name", a.cfg.Name)
+
+	var err error
+	select {
+	case <-ctx.Done():
+		a.log.Info("stopping: leaving the cluster")
+	case <-a.stopReq:
+	case err = <-failed:
+		a.log.Error("stopping", "err", err)
+	}
+	a.health.Shutdown()
+	stopLoop()
+	<-loopDone // final snapshot saved
+	a.leave()
+
+	stopped := make(chan struct{})
+	go func() { a.srv.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(stopGrace):
+		a.srv.Stop()
+		<-stopped
+	}
+	if a.httpSrv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), stopGrace)
+		if err := a.httpSrv.Shutdown(sctx); err != nil {
+			a.httpSrv.Close()
+		}
+		cancel()
+	}
+	wg.Wait()
+	a.log.Info("agent stopped")
+	return err
+}
+
+// leave tells the cluster once, and stops the peer.
+func (a *Agent) leave() *meshpb.LeaveResponse {
+	a.leaveOnce.Do(func() {
+		n := 0
+		for _, m := range a.peer.Members() {
+			if m.Addr != a.self && m.State == meshpb.State_STATE_ALIVE {
+				n++
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*a.peer.Config().RPCTimeout)
+		defer cancel()
+		resp := &meshpb.LeaveResponse{Members: uint32(n)}
+		if err := a.peer.Leave(ctx); err != nil {
+			resp.Error = err.Error()
+			if n > 0 {
+				a.log.Warn("left the cluster, but no member could be told; they will expire this agent", "err", err)
+			}
+		} else {
+			a.log.Info("left the cluster", "members_told", n)
+		}
+		a.leaveResp = resp
+	})
+	return a.leaveResp
+}
+
+// requestStop makes Run return (after a Leave call).
+func (a *Agent) requestStop() { a.stopOnce.Do(func() { close(a.stopReq) }) }
+
+// loop seeds the join addresses, re-resolves join names, logs membership
+// events and keeps the snapshot current, until ctx is done; it then saves
+// the snapshot a last time. pending are snapshot members the agent has not
+// met yet: they stay in the snapshot until they appear in the view (the
+// peer keeps trying them as seeds), so that a restart before they answer
+// does not forget them.
+func (a *Agent) loop(ctx context.Context, pending []string) {
+	sub := a.peer.Subscribe(256)
+	defer sub.Close()
+	// Not strict: names that do not resolve yet are logged and retried.
+	_, _ = a.joiner.add(ctx, a.cfg.Join, time.Now(), false)
+	t := time.NewTicker(a.peer.Config().PingPeriod)
+	defer t.Stop()
+
+	waiting := map[string]bool{}
+	for _, s := range pending {
+		waiting[s] = true
+	}
+	var saved []string
+	var lastErr string
+	save := func() {
+		ms := a.peer.Members()
+		a.pruneLastMeta(ms)
+		if a.cfg.Snapshot == "" {
+			return
+		}
+		for _, m := range ms {
+			delete(waiting, m.Addr)
+		}
+		addrs := snapshotMembers(ms, a.self)
+		addrs = append(addrs, slices.Collect(maps.Keys(waiting))...)
+		slices.Sort(addrs)
+		addrs = slices.Compact(addrs)
+		if saved != nil && slices.Equal(addrs, saved) {
+			return
+		}
+		if err := saveSnapshot(a.cfg.Snapshot, a.self, addrs, time.Now()); err != nil {
+			if err.Error() != lastErr { // once per distinct failure, not every round
+				a.log.Error("snapshot not saved", "err", err)
+				lastErr = err.Error()
+			}
+			return
+		}
+		saved, lastErr = addrs, ""
+		if saved == nil {
+			saved = []string{}
+		}
+	}
+	save()
+	events := sub.C
+	for {
+		select {
+		case <-ctx.Done():
+			save()
+			return
+		case now := <-t.C:
+			a.joiner.tick(ctx, now)
+			save()
+		case ev, ok := <-events:
+			if !ok {
+				events = nil // the peer stopped
+				continue
+			}
+			a.log.Info("membership event", "type", ev.Type.String(), "addr", ev.Addr, "name", ev.Meta.GetName())
+			if ev.Meta != nil {
+				a.lastMu.Lock()
+				a.lastMeta[ev.Addr] = ev.Meta
+				a.lastMu.Unlock()
+			}
+			save()
+		}
+	}
+}
+
+// pruneLastMeta forgets the metas of members no longer listed (their
+// tombstones were purged).
+func (a *Agent) pruneLastMeta(ms []peer.Member) {
+	listed := make(map[string]bool, len(ms))
+	for _, m := range ms {
+		listed[m.Addr] = true
+	}
+	a.lastMu.Lock()
+	defer a.lastMu.Unlock()
+	for addr := range a.lastMeta {
+		if !listed[addr] {
+			delete(a.lastMeta, addr)
+		}
+	}
+}
+
+// members is MembersResponse with the last meta this agent saw for each
+// removed member, so that an operator sees which host failed.
+func (a *Agent) members() *meshpb.MembersResponse {
+	resp := MembersResponse(a.peer)
+	a.lastMu.Lock()
+	defer a.lastMu.Unlock()
+	for _, m := range resp.Members {
+		if m.Meta == nil {
+			m.Meta = a.lastMeta[m.Addr]
+		}
+	}
+	return resp
+}

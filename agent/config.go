@@ -1,0 +1,177 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/gossipmesh/mesh/peer"
+)
+
+// Config configures an Agent. Each field is one flag of `mesh agent`, and
+// errors name the flag (--bind, --join...), so that the CLI can print them
+// as they are.
+type Config struct {
+	// Bind is the address the gRPC server listens on, "host:port"; gossip,
+	// the admin API and health checks share it. Port 0 picks a free port.
+	Bind string
+	// Advertise is the address other peers dial, and so this peer's id;
+	// port 0 stands for the port bound. Default: the address bound (Bind
+	// with a host name resolved and port 0 replaced). Required when Bind's
+	// host is unspecified (0.0.0.0, [::]), which no one can dial.
+	Advertise string
+	// Join lists seeds, "host:port" each. A host name stands for every
+	// address it resolves to and is re-resolved with the seed retry
+	// backoff (Period doubling to 30 × Period) for as long as the agent
+	// runs, so that a DNS name of a growing set (a Kubernetes headless
+	// service) finds members that start later.
+	Join []string
+	// Name and Tags are the agent's initial meta.
+	Name string
+	Tags map[string]string
+	// Period is the gossip round (peer.PeerConfig.PingPeriod); 0 means
+	// peer.DefaultPingPeriod. Every agent of a cluster should use the same.
+	Period time.Duration
+	// Cluster is peer.PeerConfig.ClusterName: agents of differently named
+	// clusters refuse to merge.
+	Cluster string
+	// Snapshot, when set, is a file where the agent keeps the addresses of
+	// the members it knows (alive or failed; not those that left), written
+	// whenever they change. On start the agent takes them as seeds, so a
+	// restarted agent rejoins without Join. Its directory must exist.
+	Snapshot string
+	// Metrics, when set, is the "host:port" where Prometheus metrics are
+	// served at /metrics. Port 0 picks a free port.
+	Metrics string
+
+	// Logger receives structured logs. Default: discard.
+	Logger *slog.Logger
+	// Resolver resolves Join host names. Default: net.DefaultResolver.
+	Resolver Resolver
+}
+
+// Resolver resolves a host name to addresses; *net.Resolver is one.
+// LookupHost must honour ctx's deadline.
+type Resolver interface {
+	LookupHost(ctx context.Context, host string) ([]string, error)
+}
+
+// Validate reports every problem with c at once, each naming its flag; it
+// changes nothing and touches no network.
+func (c Config) Validate() error {
+	var errs []error
+	bindHost, _, err := splitHostPort(c.Bind, true)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("--bind: %w", err))
+	}
+	if c.Advertise != "" {
+		if _, _, err := splitHostPort(c.Advertise, true); err != nil {
+			errs = append(errs, fmt.Errorf("--advertise: %w", err))
+		} else if h, _, _ := net.SplitHostPort(c.Advertise); unspecified(h) {
+			errs = append(errs, fmt.Errorf("--advertise %q: other peers cannot dial an unspecified address; give this host's address", c.Advertise))
+		}
+	} else if err == nil && unspecified(bindHost) {
+		errs = append(errs, fmt.Errorf("--bind %q listens on every interface; set --advertise to the address other peers should dial", c.Bind))
+	}
+	for _, j := range c.Join {
+		if _, _, err := splitHostPort(j, false); err != nil {
+			errs = append(errs, fmt.Errorf("--join: %w", err))
+		}
+	}
+	for k := range c.Tags {
+		if k == "" {
+			errs = append(errs, errors.New("--tag: a tag needs a key (k=v)"))
+		}
+	}
+	if c.Period < 0 || (c.Period > 0 && c.Period < time.Millisecond) {
+		errs = append(errs, fmt.Errorf("--period %v: must be at least 1ms", c.Period))
+	}
+	if c.Snapshot != "" {
+		dir := filepath.Dir(c.Snapshot)
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+			errs = append(errs, fmt.Errorf("--snapshot %q: directory %q does not exist", c.Snapshot, dir))
+		}
+	}
+	if c.Metrics != "" {
+		if _, _, err := splitHostPort(c.Metrics, true); err != nil {
+			errs = append(errs, fmt.Errorf("--metrics: %w", err))
+		}
+	}
+	if len(errs) == 0 {
+		// The peer's own rules, on the address it will have (a port to be
+		// picked stands as 1).
+		pc := c.peerConfig(provisional(c.advertise()))
+		if err := pc.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("peer config: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// advertise returns the configured id, maybe with port 0.
+func (c Config) advertise() string {
+	if c.Advertise != "" {
+		return c.Advertise
+	}
+	return c.Bind
+}
+
+// peerConfig maps c to the peer's configuration for id self.
+func (c Config) peerConfig(self string) peer.PeerConfig {
+	return peer.PeerConfig{
+		SelfEndpoint: self,
+		PingPeriod:   c.Period,
+		ClusterName:  c.Cluster,
+		Logger:       c.logger(),
+	}
+}
+
+func (c Config) logger() *slog.Logger {
+	if c.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return c.Logger
+}
+
+// withPort returns addr with port 0 replaced by port.
+func withPort(addr string, port int) string {
+	h, p, err := net.SplitHostPort(addr)
+	if err != nil || p != "0" {
+		return addr
+	}
+	return net.JoinHostPort(h, strconv.Itoa(port))
+}
+
+func provisional(addr string) string { return withPort(addr, 1) }
+
+// splitHostPort checks "host:port" with a numeric port in 1..65535 (or 0
+// when zeroOK) and returns its parts.
+func splitHostPort(addr string, zeroOK bool) (string, int, error) {
+	h, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("%q is not host:port (IPv6 as [::1]:7946)", addr)
+	}
+	n, err := strconv.Atoi(p)
+	lo := 1
+	if zeroOK {
+		lo = 0
+	}
+	if err != nil || n < lo || n > 65535 {
+		return "", 0, fmt.Errorf("%q: port must be a number in %d..65535", addr, lo)
+	}
+	return h, n, nil
+}
+
+func unspecified(host string) bool {
+	if host == "" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsUnspecified()
+}

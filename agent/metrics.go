@@ -1,0 +1,190 @@
+package agent
+
+import (
+	"context"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/stats"
+
+	"github.com/gossipmesh/mesh/meshpb"
+	"github.com/gossipmesh/mesh/peer"
+)
+
+// MetricNames lists every metric the agent exports besides the standard
+// go_* and process_* ones, with its help text; README and tests use it.
+var MetricNames = []struct{ Name, Help string }{
+	{"mesh_members", "Members in this agent's view, by state (alive, failed, left); removed ones count until their tombstone is purged."},
+	{"mesh_converged", "1 when every live member is known to hold this agent's view, else 0."},
+	{"mesh_rounds_total", "Gossip rounds run."},
+	{"mesh_starved_rounds_total", "Rounds that ran more than 2 periods late; no member expires on them."},
+	{"mesh_sync_errors_total", "Outgoing exchanges that failed (error or timeout)."},
+	{"mesh_suspicions_total", "Members whose liveness evidence expired, so they were probed."},
+	{"mesh_suspicions_refuted_total", "Suspects later found running (no removal)."},
+	{"mesh_refutations_total", "Tombstones of this agent (failed by others) it overrode."},
+	{"mesh_grpc_received_bytes_total", "gRPC message bytes received (with gRPC framing, without HTTP/2's), by side (server: calls to this agent; client: answers to its own Sync calls) and method."},
+	{"mesh_grpc_sent_bytes_total", "gRPC message bytes sent (with gRPC framing, without HTTP/2's), by side and method."},
+	{"mesh_sync_duration_seconds", "Duration of Sync calls: side=server is the handler of a partner's call, side=client a call of this agent including the network; by outcome (ok, error)."},
+}
+
+// peerCollector reads the peer at scrape time, so the gauges are never
+// stale and nothing polls between scrapes.
+type peerCollector struct {
+	p       *peer.Peer
+	members *prometheus.Desc
+	conv    *prometheus.Desc
+	stats   []statDesc
+}
+
+type statDesc struct {
+	desc *prometheus.Desc
+	get  func(peer.Stats) uint64
+}
+
+var _ prometheus.Collector = (*peerCollector)(nil)
+
+func help(name string) string {
+	for _, m := range MetricNames {
+		if m.Name == name {
+			return m.Help
+		}
+	}
+	panic("agent: undocumented metric " + name)
+}
+
+func newPeerCollector(p *peer.Peer) *peerCollector {
+	c := &peerCollector{
+		p:       p,
+		members: prometheus.NewDesc("mesh_members", help("mesh_members"), []string{"state"}, nil),
+		conv:    prometheus.NewDesc("mesh_converged", help("mesh_converged"), nil, nil),
+	}
+	for _, s := range []struct {
+		name string
+		get  func(peer.Stats) uint64
+	}{
+		{"mesh_rounds_total", func(s peer.Stats) uint64 { return s.Rounds }},
+		{"mesh_starved_rounds_total", func(s peer.Stats) uint64 { return s.StarvedRounds }},
+		{"mesh_sync_errors_total", func(s peer.Stats) uint64 { return s.SyncErrors }},
+		{"mesh_suspicions_total", func(s peer.Stats) uint64 { return s.Suspicions }},
+		{"mesh_suspicions_refuted_total", func(s peer.Stats) uint64 { return s.SuspicionsRefuted }},
+		{"mesh_refutations_total", func(s peer.Stats) uint64 { return s.Refutations }},
+	} {
+		c.stats = append(c.stats, statDesc{prometheus.NewDesc(s.name, help(s.name), nil, nil), s.get})
+	}
+	return c
+}
+
+func (c *peerCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.members
+	ch <- c.conv
+	for _, s := range c.stats {
+		ch <- s.desc
+	}
+}
+
+func (c *peerCollector) Collect(ch chan<- prometheus.Metric) {
+	counts := map[meshpb.State]int{}
+	for _, m := range c.p.Members() {
+		counts[m.State]++
+	}
+	for _, st := range []meshpb.State{meshpb.State_STATE_ALIVE, meshpb.State_STATE_FAILED, meshpb.State_STATE_LEFT} {
+		ch <- prometheus.MustNewConstMetric(c.members, prometheus.GaugeValue, float64(counts[st]), stateName(st))
+	}
+	conv := 0.0
+	if c.p.Converged() {
+		conv = 1
+	}
+	ch <- prometheus.MustNewConstMetric(c.conv, prometheus.GaugeValue, conv)
+	st := c.p.Stats()
+	for _, s := range c.stats {
+		ch <- prometheus.MustNewConstMetric(s.desc, prometheus.CounterValue, float64(s.get(st)))
+	}
+}
+
+// stateName is the lower-case name of a member state, as the CLI and the
+// metrics spell it.
+func stateName(s meshpb.State) string {
+	switch s {
+	case meshpb.State_STATE_ALIVE:
+		return "alive"
+	case meshpb.State_STATE_FAILED:
+		return "failed"
+	case meshpb.State_STATE_LEFT:
+		return "left"
+	}
+	return "unknown"
+}
+
+// grpcMetrics is a grpc stats.Handler counting message bytes and timing
+// Sync calls. One instance serves the agent's server (side "server") and
+// another the peer's outgoing connections (side "client").
+type grpcMetrics struct {
+	side     string
+	recv     *prometheus.CounterVec
+	sent     *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+var _ stats.Handler = (*grpcMetrics)(nil)
+
+// newGRPCMetrics registers the gRPC metrics on reg and returns the
+// handlers for the server side and the client side.
+func newGRPCMetrics(reg prometheus.Registerer) (server, client *grpcMetrics) {
+	recv := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mesh_grpc_received_bytes_total", Help: help("mesh_grpc_received_bytes_total")}, []string{"side", "method"})
+	sent := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mesh_grpc_sent_bytes_total", Help: help("mesh_grpc_sent_bytes_total")}, []string{"side", "method"})
+	dur := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "mesh_sync_duration_seconds",
+		Help: help("mesh_sync_duration_seconds"),
+		// 100µs (loopback) to about 2.4s (a timeout at the default period).
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 12),
+	}, []string{"side", "outcome"})
+	reg.MustRegister(recv, sent, dur)
+	return &grpcMetrics{"server", recv, sent, dur}, &grpcMetrics{"client", recv, sent, dur}
+}
+
+type rpcKey struct{}
+
+// knownMethods bounds the method label: a client may call any name.
+var knownMethods = map[string]bool{
+	"/mesh.v1.GossipService/Sync":  true,
+	"/mesh.v1.MeshAdmin/Members":   true,
+	"/mesh.v1.MeshAdmin/Join":      true,
+	"/mesh.v1.MeshAdmin/SetMeta":   true,
+	"/mesh.v1.MeshAdmin/Leave":     true,
+	"/mesh.v1.MeshAdmin/Watch":     true,
+	"/grpc.health.v1.Health/Check": true,
+	"/grpc.health.v1.Health/Watch": true,
+	"/grpc.health.v1.Health/List":  true,
+}
+
+func (g *grpcMetrics) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
+	m := "other"
+	if knownMethods[info.FullMethodName] {
+		m = info.FullMethodName[strings.LastIndexByte(info.FullMethodName, '/')+1:]
+		if strings.HasPrefix(info.FullMethodName, "/grpc.health") {
+			m = "Health." + m
+		}
+	}
+	return context.WithValue(ctx, rpcKey{}, m)
+}
+
+func (g *grpcMetrics) HandleRPC(ctx context.Context, s stats.RPCStats) {
+	m, _ := ctx.Value(rpcKey{}).(string)
+	switch s := s.(type) {
+	case *stats.InPayload:
+		g.recv.WithLabelValues(g.side, m).Add(float64(s.WireLength))
+	case *stats.OutPayload:
+		g.sent.WithLabelValues(g.side, m).Add(float64(s.WireLength))
+	case *stats.End:
+		if m == "Sync" {
+			outcome := "ok"
+			if s.Error != nil {
+				outcome = "error"
+			}
+			g.duration.WithLabelValues(g.side, outcome).Observe(s.EndTime.Sub(s.BeginTime).Seconds())
+		}
+	}
+}
+
+func (g *grpcMetrics) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+func (g *grpcMetrics) HandleConn(context.Context, stats.ConnStats)                       {}
