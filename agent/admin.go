@@ -28,28 +28,26 @@ type admin struct {
 
 var _ meshpb.MeshAdminServer = (*admin)(nil)
 
-// MembersResponse describes p's view as the Members call returns it,
-// except that removed members have no meta (an agent adds the last one it
-// saw).
-// The digest, the convergence flag and the list are read one after the
-// other, so a change in between can make them disagree for one call.
+// MembersResponse describes p's view as the Members call returns it:
+// every member (removed ones with their last meta), the view digest and
+// whether the cluster converged, read together.
 func MembersResponse(p *peer.Peer) *meshpb.MembersResponse {
-	cfg := p.Config()
+	cfg, view := p.Config(), p.View()
 	resp := &meshpb.MembersResponse{
 		Self:       p.Addr(),
-		ViewDigest: p.ViewDigest(),
-		Converged:  p.Converged(),
+		ViewDigest: view.Digest,
+		Converged:  view.Converged,
 		Period:     durationpb.New(cfg.PingPeriod),
 		Cluster:    cfg.ClusterName,
 	}
-	for _, m := range p.Members() {
+	for _, m := range view.Members {
 		resp.Members = append(resp.Members, &meshpb.Member{Addr: m.Addr, Meta: m.Meta, State: m.State})
 	}
 	return resp
 }
 
 func (s *admin) Members(context.Context, *meshpb.MembersRequest) (*meshpb.MembersResponse, error) {
-	return s.a.members(), nil
+	return MembersResponse(s.a.peer), nil
 }
 
 func (s *admin) Join(ctx context.Context, req *meshpb.JoinRequest) (*meshpb.JoinResponse, error) {

@@ -46,9 +46,6 @@ type Agent struct {
 
 	metaMu sync.Mutex // serialises SetMeta's read-modify-write
 
-	lastMu   sync.Mutex
-	lastMeta map[string]*meshpb.PeerMeta // removed members' last meta, from events
-
 	leaveOnce sync.Once
 	leaveResp *meshpb.LeaveResponse
 	stopOnce  sync.Once
@@ -68,7 +65,7 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{cfg: cfg, log: cfg.logger(), lis: lis, stopReq: make(chan struct{}), lastMeta: map[string]*meshpb.PeerMeta{}}
+	a := &Agent{cfg: cfg, log: cfg.logger(), lis: lis, stopReq: make(chan struct{})}
 	if cfg.Advertise == "" {
 		a.self = lis.Addr().String() // the address bound: "localhost" becomes 127.0.0.1
 	} else {
@@ -290,7 +287,6 @@ func (a *Agent) loop(ctx context.Context, pending []string) {
 	var lastErr string
 	save := func() {
 		ms := a.peer.Members()
-		a.pruneLastMeta(ms)
 		if a.cfg.Snapshot == "" {
 			return
 		}
@@ -332,42 +328,7 @@ func (a *Agent) loop(ctx context.Context, pending []string) {
 				continue
 			}
 			a.log.Info("membership event", "type", ev.Type.String(), "addr", ev.Addr, "name", ev.Meta.GetName())
-			if ev.Meta != nil {
-				a.lastMu.Lock()
-				a.lastMeta[ev.Addr] = ev.Meta
-				a.lastMu.Unlock()
-			}
 			save()
 		}
 	}
-}
-
-// pruneLastMeta forgets the metas of members no longer listed (their
-// tombstones were purged).
-func (a *Agent) pruneLastMeta(ms []peer.Member) {
-	listed := make(map[string]bool, len(ms))
-	for _, m := range ms {
-		listed[m.Addr] = true
-	}
-	a.lastMu.Lock()
-	defer a.lastMu.Unlock()
-	for addr := range a.lastMeta {
-		if !listed[addr] {
-			delete(a.lastMeta, addr)
-		}
-	}
-}
-
-// members is MembersResponse with the last meta this agent saw for each
-// removed member, so that an operator sees which host failed.
-func (a *Agent) members() *meshpb.MembersResponse {
-	resp := MembersResponse(a.peer)
-	a.lastMu.Lock()
-	defer a.lastMu.Unlock()
-	for _, m := range resp.Members {
-		if m.Meta == nil {
-			m.Meta = a.lastMeta[m.Addr]
-		}
-	}
-	return resp
 }

@@ -53,7 +53,14 @@ type Stats struct {
 // Member is one entry of the membership map as Peer.Members reports it.
 type Member struct {
 	Addr string
-	// Meta is nil unless State is STATE_ALIVE.
+	// Meta is the member's meta; for a removed member, the last one known.
 	Meta  *meshpb.PeerMeta
 	State meshpb.State
+}
+
+// View is a consistent snapshot of a peer's membership, read at once.
+type View struct {
+	Members   []Member // sorted by address, removed members included
+	Digest    uint64   // as ViewDigest
+	Converged bool     // as Converged
 }

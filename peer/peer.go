@@ -245,13 +245,23 @@ func (p *Peer) GetMembers() map[string]*meshpb.PeerMeta {
 	return p.m.Members()
 }
 
-// Members returns every member this peer knows, sorted by address:
-// live ones with their meta, and removed ones (failed or left) until their
-// tombstone is purged after TombstoneTTL. The caller owns the result.
+// Members returns every member this peer knows, sorted by address: live
+// ones with their meta, and removed ones (failed or left, with their last
+// meta) until their tombstone is purged after TombstoneTTL. The caller
+// owns the result.
 func (p *Peer) Members() []Member {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.m.List()
+}
+
+// View returns Members, ViewDigest and Converged read together, so that
+// they describe one state.
+func (p *Peer) View() View {
+	now := p.cfg.Clock.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return View{Members: p.m.List(), Digest: p.m.Digest(), Converged: p.m.Converged(now)}
 }
 
 // ViewDigest returns a digest of this peer's membership state (members,

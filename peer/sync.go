@@ -22,9 +22,11 @@ import (
 // through it in virtual time; Peer (peer.go) adds the lock, the ticker and
 // the transport. docs/PROTOCOL.md describes the exchange.
 
-// member is the value stored per address in the membership map.
+// member is the value stored per address in the membership map. A
+// tombstone keeps the member's last meta, so that operators still see who
+// failed or left.
 type member struct {
-	meta  *meshpb.PeerMeta // nil unless state is ALIVE
+	meta  *meshpb.PeerMeta
 	state meshpb.State
 }
 
@@ -531,7 +533,9 @@ func (s *state) done(ex *exchange) { delete(s.inflight, ex.addr) }
 
 // declare writes a tombstone for addr in the given state.
 func (s *state) declare(addr string, st meshpb.State, now time.Time) {
-	e := entry{Key: addr, Stamp: crdt.Stamp{Time: s.clock.Tick(), Writer: s.writer}, Deleted: true, Value: member{state: st}}
+	last, _ := s.members.Lookup(addr)
+	e := entry{Key: addr, Stamp: crdt.Stamp{Time: s.clock.Tick(), Writer: s.writer}, Deleted: true,
+		Value: member{meta: last.Value.meta, state: st}}
 	if c, ok, _ := s.members.Put(e); ok {
 		s.changed([]crdt.Change[string, member]{c}, now)
 	}
@@ -620,19 +624,15 @@ func (s *state) decodeEntry(pe *meshpb.Entry) (entry, error) {
 	if t := pe.GetTime(); t > s.clock.Time()+maxClockJump {
 		return entry{}, fmt.Errorf("%w: entry for %s stamped %d, more than %d ahead of this peer's clock (%d)", errBadRequest, addr, t, uint64(maxClockJump), s.clock.Time())
 	}
-	e := entry{Key: addr, Stamp: crdt.Stamp{Time: pe.GetTime(), Writer: w}, Deleted: st != meshpb.State_STATE_ALIVE,
-		Value: member{state: st}}
-	if st == meshpb.State_STATE_ALIVE {
-		meta := pe.GetMeta()
-		if meta == nil {
-			meta = &meshpb.PeerMeta{}
-		}
-		if n := proto.Size(meta); n > s.cfg.MaxMetaBytes {
-			return entry{}, fmt.Errorf("%w: meta of %s is %d bytes, above MaxMetaBytes (%d)", errBadRequest, addr, n, s.cfg.MaxMetaBytes)
-		}
-		e.Value.meta = meta
+	meta := pe.GetMeta()
+	if meta == nil {
+		meta = &meshpb.PeerMeta{}
 	}
-	return e, nil
+	if n := proto.Size(meta); n > s.cfg.MaxMetaBytes {
+		return entry{}, fmt.Errorf("%w: meta of %s is %d bytes, above MaxMetaBytes (%d)", errBadRequest, addr, n, s.cfg.MaxMetaBytes)
+	}
+	return entry{Key: addr, Stamp: crdt.Stamp{Time: pe.GetTime(), Writer: w}, Deleted: st != meshpb.State_STATE_ALIVE,
+		Value: member{meta: meta, state: st}}, nil
 }
 
 // changed updates everything derived from the membership map.
@@ -759,8 +759,8 @@ func (s *state) emit(kind EventType, addr string, meta *meshpb.PeerMeta, now tim
 func (s *state) list() []Member {
 	var out []Member
 	for e := range s.members.All() {
-		m := Member{Addr: e.Key, State: e.Value.state}
-		if !e.Deleted {
+		m := Member{Addr: e.Key, State: e.Value.state, Meta: &meshpb.PeerMeta{}}
+		if e.Value.meta != nil {
 			m.Meta = proto.Clone(e.Value.meta).(*meshpb.PeerMeta)
 		}
 		out = append(out, m)
