@@ -143,8 +143,14 @@ type Entry struct {
 	Time   uint64                 `protobuf:"varint,2,opt,name=time,proto3" json:"time,omitempty"`
 	Writer string                 `protobuf:"bytes,3,opt,name=writer,proto3" json:"writer,omitempty"`
 	State  State                  `protobuf:"varint,4,opt,name=state,proto3,enum=mesh.v1.State" json:"state,omitempty"`
-	// Set when state is STATE_ALIVE.
-	Meta          *PeerMeta `protobuf:"bytes,5,opt,name=meta,proto3" json:"meta,omitempty"`
+	// The member's meta; for a tombstone, its last known meta.
+	Meta *PeerMeta `protobuf:"bytes,5,opt,name=meta,proto3" json:"meta,omitempty"`
+	// With an Authority (mutual TLS): the owner's certificate (DER) and its
+	// signature over this entry without these two fields, so that only the
+	// peer named by the certificate can write its ALIVE and LEFT entries,
+	// however many peers relay them.
+	Cert          []byte `protobuf:"bytes,6,opt,name=cert,proto3" json:"cert,omitempty"`
+	Sig           []byte `protobuf:"bytes,7,opt,name=sig,proto3" json:"sig,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -210,6 +216,20 @@ func (x *Entry) GetState() State {
 func (x *Entry) GetMeta() *PeerMeta {
 	if x != nil {
 		return x.Meta
+	}
+	return nil
+}
+
+func (x *Entry) GetCert() []byte {
+	if x != nil {
+		return x.Cert
+	}
+	return nil
+}
+
+func (x *Entry) GetSig() []byte {
+	if x != nil {
+		return x.Sig
 	}
 	return nil
 }
@@ -633,13 +653,15 @@ const file_protocol_proto_rawDesc = "" +
 	"\x04tags\x18\x02 \x03(\v2\x1b.mesh.v1.PeerMeta.TagsEntryR\x04tags\x1a7\n" +
 	"\tTagsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x94\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xba\x01\n" +
 	"\x05Entry\x12\x12\n" +
 	"\x04addr\x18\x01 \x01(\tR\x04addr\x12\x12\n" +
 	"\x04time\x18\x02 \x01(\x04R\x04time\x12\x16\n" +
 	"\x06writer\x18\x03 \x01(\tR\x06writer\x12$\n" +
 	"\x05state\x18\x04 \x01(\x0e2\x0e.mesh.v1.StateR\x05state\x12%\n" +
-	"\x04meta\x18\x05 \x01(\v2\x11.mesh.v1.PeerMetaR\x04meta\"8\n" +
+	"\x04meta\x18\x05 \x01(\v2\x11.mesh.v1.PeerMetaR\x04meta\x12\x12\n" +
+	"\x04cert\x18\x06 \x01(\fR\x04cert\x12\x10\n" +
+	"\x03sig\x18\a \x01(\fR\x03sig\"8\n" +
 	"\n" +
 	"WriterTime\x12\x16\n" +
 	"\x06writer\x18\x01 \x01(\tR\x06writer\x12\x12\n" +

@@ -27,3 +27,15 @@ type Transport interface {
 	// Close releases every connection. The peer calls it from Stop.
 	Close() error
 }
+
+// Authority proves who wrote an entry. Sign and Verify must be safe for
+// concurrent use; they are called with the peer's lock held, so they must
+// not block on the network.
+type Authority interface {
+	// Sign returns credentials for data, an entry this peer writes about
+	// itself: a certificate (or any proof of identity) and a signature.
+	Sign(data []byte) (cert, sig []byte, err error)
+	// Verify checks that cert names addr and that sig is its signature of
+	// data. An error rejects the message that carried the entry.
+	Verify(addr string, data, cert, sig []byte) error
+}

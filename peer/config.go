@@ -52,6 +52,13 @@ type PeerConfig struct {
 	// differences take several rounds. Default 1024.
 	MaxDeltaEntries int
 
+	// Authority, when set, signs this peer's own entries and checks that
+	// every ALIVE or LEFT entry received was signed by the peer it names,
+	// however many peers relayed it. Default nil: no such check (anyone who
+	// can reach the port can write any entry). See meshtls for one built
+	// on mutual TLS certificates.
+	Authority Authority
+
 	// DialOptions are used for every outgoing connection of the default
 	// gRPC transport. Default: insecure transport credentials.
 	DialOptions []grpc.DialOption

@@ -28,6 +28,9 @@ import (
 type member struct {
 	meta  *meshpb.PeerMeta
 	state meshpb.State
+	// With an Authority: the owner's credentials for its ALIVE and LEFT
+	// entries, relayed as they are.
+	cert, sig []byte
 }
 
 type entry = crdt.Entry[string, member]
@@ -138,6 +141,7 @@ func newState(cfg PeerConfig, now time.Time) *state {
 func (s *state) assertSelf(now time.Time) {
 	e := entry{Key: s.self, Stamp: crdt.Stamp{Time: s.clock.Tick(), Writer: s.writer},
 		Value: member{meta: s.meta, state: meshpb.State_STATE_ALIVE}}
+	s.sign(&e)
 	s.selfStamp = e.Stamp
 	if c, ok, _ := s.members.Put(e); ok {
 		s.changed([]crdt.Change[string, member]{c}, now)
@@ -536,6 +540,9 @@ func (s *state) declare(addr string, st meshpb.State, now time.Time) {
 	last, _ := s.members.Lookup(addr)
 	e := entry{Key: addr, Stamp: crdt.Stamp{Time: s.clock.Tick(), Writer: s.writer}, Deleted: true,
 		Value: member{meta: last.Value.meta, state: st}}
+	if addr == s.self {
+		s.sign(&e)
+	}
 	if c, ok, _ := s.members.Put(e); ok {
 		s.changed([]crdt.Change[string, member]{c}, now)
 	}
@@ -583,6 +590,13 @@ func (s *state) applyEntries(in []*meshpb.Entry, cov crdt.VersionVector, now tim
 		if err != nil {
 			return err
 		}
+		// Signatures are checked only for entries that would win: the
+		// others change nothing, and checking costs a public-key operation.
+		if cur, ok := s.members.Lookup(e.Key); !ok || cur.Stamp.Less(e.Stamp) {
+			if err := s.verify(e); err != nil {
+				return err
+			}
+		}
 		entries = append(entries, e)
 	}
 	changes, err := s.members.ApplyDelta(crdt.Delta[string, member]{Entries: entries, Covers: cov})
@@ -600,6 +614,43 @@ func (s *state) applyEntries(in []*meshpb.Entry, cov crdt.VersionVector, now tim
 		s.stats.Refutations++
 		s.log.Info("refuting an entry for this peer", "writer", e.Stamp.Writer, "stamp", e.Stamp.String(), "state", e.Value.state)
 		s.assertSelf(now)
+	}
+	return nil
+}
+
+// signedBytes is what an Authority signs for an entry: its wire form
+// without credentials, marshalled deterministically.
+func signedBytes(e entry) []byte {
+	pe := encodeEntry(e)
+	pe.Cert, pe.Sig = nil, nil
+	if pe.Meta == nil { // a receiver decodes a missing meta as empty
+		pe.Meta = &meshpb.PeerMeta{}
+	}
+	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(pe)
+	return b
+}
+
+// sign attaches this peer's credentials to an entry it writes about itself.
+func (s *state) sign(e *entry) {
+	if s.cfg.Authority == nil {
+		return
+	}
+	cert, sig, err := s.cfg.Authority.Sign(signedBytes(*e))
+	if err != nil {
+		// Peers with a verifying Authority will refuse the entry; say why.
+		s.log.Error("cannot sign own entry; peers checking signatures will refuse it", "err", err)
+		return
+	}
+	e.Value.cert, e.Value.sig = cert, sig
+}
+
+// verify checks the owner's signature on ALIVE and LEFT entries.
+func (s *state) verify(e entry) error {
+	if s.cfg.Authority == nil || e.Value.state == meshpb.State_STATE_FAILED {
+		return nil
+	}
+	if err := s.cfg.Authority.Verify(e.Key, signedBytes(e), e.Value.cert, e.Value.sig); err != nil {
+		return fmt.Errorf("%w: entry for %s (%v, stamp %v) is not signed by that peer: %w", errBadRequest, e.Key, e.Value.state, e.Stamp, err)
 	}
 	return nil
 }
@@ -632,7 +683,7 @@ func (s *state) decodeEntry(pe *meshpb.Entry) (entry, error) {
 		return entry{}, fmt.Errorf("%w: meta of %s is %d bytes, above MaxMetaBytes (%d)", errBadRequest, addr, n, s.cfg.MaxMetaBytes)
 	}
 	return entry{Key: addr, Stamp: crdt.Stamp{Time: pe.GetTime(), Writer: w}, Deleted: st != meshpb.State_STATE_ALIVE,
-		Value: member{meta: meta, state: st}}, nil
+		Value: member{meta: meta, state: st, cert: pe.GetCert(), sig: pe.GetSig()}}, nil
 }
 
 // changed updates everything derived from the membership map.
@@ -837,10 +888,16 @@ func decodeVersion(in []*meshpb.WriterTime) (crdt.VersionVector, error) {
 func encodeEntries(es []entry) []*meshpb.Entry {
 	out := make([]*meshpb.Entry, len(es))
 	for i, e := range es {
-		out[i] = &meshpb.Entry{Addr: e.Key, Time: e.Stamp.Time, Writer: e.Stamp.Writer, State: e.Value.state, Meta: e.Value.meta}
-		if e.Deleted && e.Value.state == meshpb.State_STATE_ALIVE {
-			out[i].State = meshpb.State_STATE_FAILED
-		}
+		out[i] = encodeEntry(e)
 	}
 	return out
+}
+
+func encodeEntry(e entry) *meshpb.Entry {
+	pe := &meshpb.Entry{Addr: e.Key, Time: e.Stamp.Time, Writer: e.Stamp.Writer, State: e.Value.state,
+		Meta: e.Value.meta, Cert: e.Value.cert, Sig: e.Value.sig}
+	if e.Deleted && e.Value.state == meshpb.State_STATE_ALIVE {
+		pe.State = meshpb.State_STATE_FAILED
+	}
+	return pe
 }

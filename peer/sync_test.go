@@ -1,6 +1,8 @@
 package peer
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -458,5 +460,92 @@ func TestRestartAfterLeaveAndAfterNewerPreviousLife(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// hmacAuthority is a toy Authority: a "certificate" is the address, and
+// only holders of the key for that address can sign.
+type hmacAuthority struct {
+	self string
+	keys map[string][]byte // address -> key; the CA's knowledge
+}
+
+func (a hmacAuthority) Sign(data []byte) ([]byte, []byte, error) {
+	return []byte(a.self), mac(a.keys[a.self], data), nil
+}
+
+func (a hmacAuthority) Verify(addr string, data, cert, sig []byte) error {
+	if string(cert) != addr {
+		return fmt.Errorf("certificate names %q, not %q", cert, addr)
+	}
+	if want := mac(a.keys[addr], data); string(sig) != string(want) {
+		return errors.New("bad signature")
+	}
+	return nil
+}
+
+func mac(key, data []byte) []byte {
+	h := hmac.New(sha256.New, key)
+	h.Write(data)
+	return h.Sum(nil)
+}
+
+// With an Authority, only the peer named by a certificate can write its
+// live entry: a rogue cannot rewrite another member's meta, even with the
+// victim's writer id, and the honest cluster is unchanged.
+func TestAuthorityRejectsImpersonation(t *testing.T) {
+	keys := map[string][]byte{}
+	net := map[string]*state{}
+	var names []string
+	for i := range 4 {
+		a := fmt.Sprintf("10.0.0.%d:7946", i+1)
+		keys[a] = []byte("key-" + a)
+		names = append(names, a)
+	}
+	for i, a := range names {
+		seeds++
+		cfg := PeerConfig{SelfEndpoint: a, PingPeriod: p, Rand: rand.New(rand.NewPCG(seeds, 2)),
+			Authority: hmacAuthority{self: a, keys: keys}}.withDefaults()
+		net[a] = newState(cfg, t0)
+		if i > 0 {
+			if err := net[a].addSeed(names[0], t0); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	now := t0
+	for range 15 {
+		now = now.Add(p)
+		tick(t, net, now)
+	}
+	for _, a := range names {
+		if got := liveKeys(net[a]); !slices.Equal(got, names) {
+			t.Fatalf("signed cluster: %s sees %v", a, got)
+		}
+	}
+	victim, target := names[1], net[names[2]]
+	e, _ := target.members.Lookup(victim)
+	forged := &meshpb.Entry{Addr: victim, Time: e.Stamp.Time + 5, Writer: e.Stamp.Writer,
+		Meta: &meshpb.PeerMeta{Name: "evil"}, Cert: []byte(victim), Sig: []byte("not a signature")}
+	before, digest := target.members.Clone(), target.digest
+	_, err := target.answer(&meshpb.SyncRequest{Full: true, Delta: []*meshpb.Entry{forged}}, now)
+	if err == nil || !strings.Contains(err.Error(), "not signed by that peer") {
+		t.Fatalf("forged entry: err = %v, want a signature error", err)
+	}
+	if !target.members.Equal(before) || target.digest != digest {
+		t.Fatal("state changed after a forged entry")
+	}
+	// A rogue signing with its own valid key does no better.
+	rogue := hmacAuthority{self: names[3], keys: keys}
+	fe := entry{Key: victim, Stamp: crdt.Stamp{Time: e.Stamp.Time + 5, Writer: e.Stamp.Writer},
+		Value: member{meta: &meshpb.PeerMeta{Name: "evil"}}}
+	forged.Cert, forged.Sig, _ = rogue.Sign(signedBytes(fe))
+	if _, err := target.answer(&meshpb.SyncRequest{Full: true, Delta: []*meshpb.Entry{forged}}, now); err == nil {
+		t.Fatal("entry signed by another peer's key was accepted")
+	}
+	// Tombstones (failure detection) need no owner signature.
+	fail := &meshpb.Entry{Addr: victim, Time: e.Stamp.Time + 6, Writer: names[3] + "#1", State: meshpb.State_STATE_FAILED}
+	if _, err := target.answer(&meshpb.SyncRequest{Full: true, Delta: []*meshpb.Entry{fail}}, now); err != nil {
+		t.Fatalf("FAILED tombstone refused: %v", err)
 	}
 }
