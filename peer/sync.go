@@ -53,6 +53,9 @@ const maxClockJump = 1 << 32
 var (
 	errClusterMismatch = errors.New("cluster name mismatch")
 	errBadRequest      = errors.New("invalid sync message")
+	// errLimit refuses a message that would take a peer beyond one of its
+	// limits (MaxDeltaEntries, MaxMembers); gRPC's ResourceExhausted.
+	errLimit = errors.New("limit exceeded")
 )
 
 // retry schedules attempts to reach an address with capped backoff.
@@ -107,6 +110,7 @@ type state struct {
 	removedAt map[string]time.Time // when each tombstone arrived, for purging
 	inflight  map[string]bool
 	lastRound time.Time
+	resumed   time.Time // end of our last stall; expiry counts from here at the earliest
 	leaving   bool
 	selfStamp crdt.Stamp // stamp of this process's latest own entry
 
@@ -188,12 +192,11 @@ func (s *state) round(now time.Time) []*exchange {
 	if !s.lastRound.IsZero() {
 		if gap := now.Sub(s.lastRound); gap > 2*p {
 			// Our own rounds ran late (CPU starvation, a paused process):
-			// nobody could reach us to refresh evidence either, so do not
-			// count the stall against others; wait for fresh evidence.
-			shift := gap - p
-			for a, t := range s.seen {
-				s.seen[a] = t.Add(shift)
-			}
+			// nobody could reach us to refresh evidence either, so give
+			// every member a fresh Expiry from now before suspecting it.
+			// The evidence itself stays true: we keep passing on its real
+			// age, so our stall never makes a crashed peer look alive.
+			s.resumed = now
 			starved = true
 			s.stats.StarvedRounds++
 			s.log.Warn("round ran late; not expiring members on stale evidence", "late", gap-p)
@@ -213,7 +216,7 @@ func (s *state) round(now time.Time) []*exchange {
 	}
 	if !starved {
 		for _, a := range s.view {
-			if a != s.self && now.Sub(s.seen[a]) > s.cfg.Expiry {
+			if a != s.self && s.expired(a, now) {
 				if !s.suspects[a] {
 					s.suspects[a] = true
 					s.stats.Suspicions++
@@ -308,6 +311,16 @@ func (s *state) ageOf(addr string, now time.Time) byte {
 		return noAge
 	}
 	return byte(n)
+}
+
+// expired reports whether addr has shown no sign of life for Expiry,
+// not counting time before our own last stall.
+func (s *state) expired(addr string, now time.Time) bool {
+	last := s.seen[addr]
+	if s.resumed.After(last) {
+		last = s.resumed
+	}
+	return now.Sub(last) > s.cfg.Expiry
 }
 
 // learn records evidence that addr ran age units before now, holding the
@@ -510,7 +523,7 @@ func (s *state) onError(ex *exchange, err error, now time.Time) {
 	s.stats.SyncErrors++
 	switch ex.kind {
 	case suspectProbe:
-		if s.suspects[ex.addr] && s.liveMember(ex.addr) && now.Sub(s.seen[ex.addr]) > s.cfg.Expiry {
+		if s.suspects[ex.addr] && s.liveMember(ex.addr) && s.expired(ex.addr, now) {
 			s.log.Info("member failed", "addr", ex.addr, "silent", now.Sub(s.seen[ex.addr]).Round(time.Millisecond), "err", err)
 			s.declare(ex.addr, meshpb.State_STATE_FAILED, now)
 		}
@@ -584,6 +597,9 @@ func (s *state) checkFloor(floor uint64, now time.Time) {
 // applyEntries validates and merges received entries. Nothing changes
 // when any entry is invalid.
 func (s *state) applyEntries(in []*meshpb.Entry, cov crdt.VersionVector, now time.Time) error {
+	if len(in) > s.cfg.MaxDeltaEntries && !sameTime(in) {
+		return fmt.Errorf("%w: delta of %d entries, above MaxDeltaEntries (%d)", errLimit, len(in), s.cfg.MaxDeltaEntries)
+	}
 	entries := make([]entry, 0, len(in))
 	for _, pe := range in {
 		e, err := s.decodeEntry(pe)
@@ -598,6 +614,9 @@ func (s *state) applyEntries(in []*meshpb.Entry, cov crdt.VersionVector, now tim
 			}
 		}
 		entries = append(entries, e)
+	}
+	if err := s.checkRoom(entries); err != nil {
+		return err
 	}
 	changes, err := s.members.ApplyDelta(crdt.Delta[string, member]{Entries: entries, Covers: cov})
 	if err != nil {
@@ -614,6 +633,36 @@ func (s *state) applyEntries(in []*meshpb.Entry, cov crdt.VersionVector, now tim
 		s.stats.Refutations++
 		s.log.Info("refuting an entry for this peer", "writer", e.Stamp.Writer, "stamp", e.Stamp.String(), "state", e.Value.state)
 		s.assertSelf(now)
+	}
+	return nil
+}
+
+// sameTime reports whether all entries share one Lamport time: the only
+// way an honest delta exceeds MaxDeltaEntries.
+func sameTime(in []*meshpb.Entry) bool {
+	for _, pe := range in {
+		if pe.GetTime() != in[0].GetTime() {
+			return false
+		}
+	}
+	return true
+}
+
+// checkRoom refuses entries that would create members beyond MaxMembers.
+// Every tombstone has a removedAt time, so the map holds
+// members.Len() + len(removedAt) entries.
+func (s *state) checkRoom(entries []entry) error {
+	var fresh map[string]bool
+	for _, e := range entries {
+		if _, ok := s.members.Lookup(e.Key); !ok && e.Stamp.Time > s.members.Floor() {
+			if fresh == nil {
+				fresh = map[string]bool{}
+			}
+			fresh[e.Key] = true
+		}
+	}
+	if held := s.members.Len() + len(s.removedAt); held+len(fresh) > s.cfg.MaxMembers {
+		return fmt.Errorf("%w: %d new members would exceed MaxMembers (%d; this peer holds %d, tombstones included)", errLimit, len(fresh), s.cfg.MaxMembers, held)
 	}
 	return nil
 }
@@ -662,6 +711,13 @@ func (s *state) decodeEntry(pe *meshpb.Entry) (entry, error) {
 	if err := ValidateEndpoint(addr); err != nil {
 		return entry{}, fmt.Errorf("%w: entry address: %w", errBadRequest, err)
 	}
+	if len(w) > MaxWriterBytes {
+		return entry{}, fmt.Errorf("%w: entry for %s: writer id is %d bytes, above MaxWriterBytes (%d)", errBadRequest, addr, len(w), MaxWriterBytes)
+	}
+	cert, sig := pe.GetCert(), pe.GetSig()
+	if n := len(cert) + len(sig); n > MaxCredentialBytes {
+		return entry{}, fmt.Errorf("%w: entry for %s: certificate and signature are %d bytes, above MaxCredentialBytes (%d)", errBadRequest, addr, n, MaxCredentialBytes)
+	}
 	st := pe.GetState()
 	switch st {
 	case meshpb.State_STATE_ALIVE, meshpb.State_STATE_LEFT:
@@ -669,6 +725,7 @@ func (s *state) decodeEntry(pe *meshpb.Entry) (entry, error) {
 			return entry{}, fmt.Errorf("%w: entry for %s in state %v written by %s; only a peer itself writes that", errBadRequest, addr, st, w)
 		}
 	case meshpb.State_STATE_FAILED:
+		cert, sig = nil, nil // never checked, so neither kept nor relayed
 	default:
 		return entry{}, fmt.Errorf("%w: entry for %s has unknown state %d", errBadRequest, addr, st)
 	}
@@ -683,7 +740,7 @@ func (s *state) decodeEntry(pe *meshpb.Entry) (entry, error) {
 		return entry{}, fmt.Errorf("%w: meta of %s is %d bytes, above MaxMetaBytes (%d)", errBadRequest, addr, n, s.cfg.MaxMetaBytes)
 	}
 	return entry{Key: addr, Stamp: crdt.Stamp{Time: pe.GetTime(), Writer: w}, Deleted: st != meshpb.State_STATE_ALIVE,
-		Value: member{meta: meta, state: st, cert: pe.GetCert(), sig: pe.GetSig()}}, nil
+		Value: member{meta: meta, state: st, cert: cert, sig: sig}}, nil
 }
 
 // changed updates everything derived from the membership map.

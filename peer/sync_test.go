@@ -158,6 +158,11 @@ func TestStarvedPeerRemovesNobody(t *testing.T) {
 	if st.stats.StarvedRounds != 1 {
 		t.Fatalf("StarvedRounds = %d, want 1", st.stats.StarvedRounds)
 	}
+	// Its stall must not make evidence look fresher to others: it still
+	// passes on the real age, about 23 periods (capped at 254 eighths).
+	if age := st.ageOf(names[2], late.Add(3*p)); age < 8*20 {
+		t.Fatalf("after the stall it reports %s's evidence as %d/8 periods old, want its real age (> 20 periods)", names[2], age)
+	}
 }
 
 func TestCrashedPeerIsRemovedAndStaysRemoved(t *testing.T) {
