@@ -27,7 +27,11 @@
 // [Map.ApplyDelta] leaves the partner exactly as a full merge would. A delta
 // may be cut to a size limit: it then carries every missing write up to a
 // Lamport time T and nothing above, and the partner raises its vector only
-// up to T, so the rest comes next time.
+// up to T, so the rest comes next time. (A write at or below T that the
+// sender has overwritten above T is then claimed without being sent. It is
+// superseded and its successor comes next time, so replicas still
+// converge; until then a delta to that partner may omit a write that a
+// full merge would take.)
 //
 // # Tombstone garbage collection
 //
