@@ -38,6 +38,7 @@ test: lint
 
 fuzz:
 	go test ./property_test -run '^$$' -fuzz FuzzDecodeMerge -fuzztime $(FUZZTIME)
+	go test ./property_test -run '^$$' -fuzz FuzzExchange -fuzztime $(FUZZTIME)
 
 bench:
 	go test ./crdt -run '^$$' -bench . -benchmem

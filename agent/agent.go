@@ -20,14 +20,36 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/gossipmesh/mesh/meshpb"
+	"github.com/gossipmesh/mesh/meshtls"
 	"github.com/gossipmesh/mesh/peer"
 )
 
 // stopGrace bounds the graceful stop of the gRPC server; calls still
 // running after it are cut.
 const stopGrace = 2 * time.Second
+
+// Connection limits of the agent's gRPC server (see docs/SECURITY.md).
+const (
+	// handshakeTimeout bounds the TLS handshake and HTTP/2 preface of a
+	// new connection: a client that opens one and stalls is cut.
+	handshakeTimeout = 10 * time.Second
+	// maxStreams bounds concurrent calls per connection; a peer makes one
+	// at a time, a CLI at most a watch and a call.
+	maxStreams = 64
+	// pingMinTime: a client that pings more often than this (or at all
+	// with no call open) is sent GOAWAY "too_many_pings" after 3 strikes.
+	// gRPC clients ping at most every 10s; mesh peers do not ping.
+	pingMinTime = 10 * time.Second
+	// idleClose closes connections idle this long; peers reconnect on
+	// their next exchange. maxAge makes every connection handshake again
+	// at least this often, so a rotated or dropped CA applies to all;
+	// calls in flight (a watch) may finish first.
+	idleClose = 5 * time.Minute
+	maxAge    = time.Hour
+)
 
 // Agent is one member of a cluster as a service: a peer, the gRPC server
 // it answers on (gossip, MeshAdmin and grpc.health.v1 on one port), and
@@ -43,6 +65,7 @@ type Agent struct {
 	health  *health.Server
 	httpSrv *http.Server // nil without metrics
 	joiner  *joiner
+	tls     *meshtls.Reloader // nil without TLS
 
 	metaMu sync.Mutex // serialises SetMeta's read-modify-write
 
@@ -81,9 +104,36 @@ func New(cfg Config) (*Agent, error) {
 	reg := prometheus.NewRegistry()
 	srvMetrics, cliMetrics := newGRPCMetrics(reg)
 	pc := cfg.peerConfig(a.self)
+	maxMsg := cfg.MaxMsgBytes
+	if maxMsg == 0 {
+		maxMsg = pc.MaxMessageBytes()
+	}
+	creds := grpc.WithTransportCredentials(insecure.NewCredentials())
+	srvOpts := []grpc.ServerOption{
+		grpc.StatsHandler(srvMetrics),
+		grpc.MaxRecvMsgSize(maxMsg),
+		grpc.MaxSendMsgSize(maxMsg),
+		grpc.ConnectionTimeout(handshakeTimeout),
+		grpc.MaxConcurrentStreams(maxStreams),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: pingMinTime}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: idleClose, MaxConnectionAge: maxAge}),
+	}
+	if cfg.tls() {
+		if a.tls, err = meshtls.LoadFiles(cfg.TLSCert, cfg.TLSKey, cfg.TLSCA); err != nil {
+			return nil, err
+		}
+		if err := selfCheck(a.tls, a.self); err != nil {
+			return nil, fmt.Errorf("--tls-cert %s: %w; peers would refuse this agent's entries (give a certificate for its --advertise address)", cfg.TLSCert, err)
+		}
+		a.tls.RequireName(a.self) // and so must every reloaded one
+		creds = a.tls.DialOption()
+		srvOpts = append(srvOpts, a.tls.ServerOption())
+		pc.Authority = a.tls.Authority()
+	}
 	pc.DialOptions = []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		creds,
 		grpc.WithStatsHandler(cliMetrics),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsg), grpc.MaxCallSendMsgSize(maxMsg)),
 	}
 	a.peer, err = peer.New(pc)
 	if err != nil {
@@ -102,14 +152,55 @@ func New(cfg Config) (*Agent, error) {
 		a.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	}
 
-	a.srv = grpc.NewServer(grpc.StatsHandler(srvMetrics))
+	a.srv = grpc.NewServer(srvOpts...)
 	meshpb.RegisterGossipServiceServer(a.srv, a.peer)
 	meshpb.RegisterMeshAdminServer(a.srv, &admin{a: a})
 	a.health = health.NewServer()
 	healthpb.RegisterHealthServer(a.srv, a.health)
 	a.joiner = newJoiner(cfg.Resolver, a.peer, a.peer.Config().PingPeriod, a.log)
+	if a.tls != nil {
+		a.tls.OnReload(a.reloaded)
+	}
 	ok = true
 	return a, nil
+}
+
+// ReloadTLS re-reads the TLS files (`mesh agent` calls it on SIGHUP; the
+// agent also polls them every period). New connections use the new
+// certificate at once, and the agent re-signs its own entry with it. On
+// error the agent keeps the previous files' contents.
+func (a *Agent) ReloadTLS() error {
+	if a.tls == nil {
+		return errors.New("reload TLS: the agent runs without --tls-cert/--tls-key/--tls-ca")
+	}
+	return a.tls.Reload()
+}
+
+// selfCheck checks that peers would accept an entry this agent signs.
+func selfCheck(r *meshtls.Reloader, self string) error {
+	data := []byte("self-check")
+	cert, sig, err := r.Authority().Sign(data)
+	if err != nil {
+		return err
+	}
+	return r.Authority().Verify(self, data, cert, sig)
+}
+
+// reloaded logs a reload and re-signs this agent's entry with the new
+// certificate, so that its entry stays valid once an old CA is dropped.
+func (a *Agent) reloaded(err error) {
+	if err != nil {
+		a.log.Error("TLS files not reloaded; keeping the previous certificate", "err", err)
+		return
+	}
+	leaf := a.tls.Leaf()
+	a.log.Info("TLS certificate reloaded", "subject", leaf.Subject.String(), "serial", leaf.SerialNumber.String(),
+		"not_after", leaf.NotAfter, "cas", a.tls.CAs())
+	a.metaMu.Lock()
+	defer a.metaMu.Unlock()
+	if cur := a.peer.GetMembers()[a.self]; cur != nil {
+		_ = a.peer.SetMeta(cur) // the same meta: only the stamp and signature change
+	}
 }
 
 // listen binds addr, naming the flag in its error.
@@ -188,6 +279,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	})
 	wg.Go(a.peer.Run)
+	if a.tls != nil {
+		wg.Go(func() { a.tls.WatchFiles(loopCtx, a.peer.Config().PingPeriod) })
+	}
 	if a.httpSrv != nil {
 		wg.Go(func() {
 			if err := a.httpSrv.Serve(a.mlis); !errors.Is(err, http.ErrServerClosed) {

@@ -49,6 +49,20 @@ type Config struct {
 	// Metrics, when set, is the "host:port" where Prometheus metrics are
 	// served at /metrics. Port 0 picks a free port.
 	Metrics string
+	// TLSCert, TLSKey and TLSCA are PEM files: this agent's certificate
+	// (leaf first, then any intermediates), its private key, and the CAs
+	// it trusts (a bundle may hold several, for rotation). Set all three
+	// or none. With them every connection, gossip and admin API alike, is
+	// mutual TLS, and only a member's own certificate can sign its entries
+	// (see meshtls). The agent reloads them on Agent.ReloadTLS (SIGHUP in
+	// `mesh agent`) and when their contents change.
+	TLSCert, TLSKey, TLSCA string
+
+	// MaxMsgBytes bounds every gRPC message the agent receives or sends;
+	// a larger one fails with ResourceExhausted before the handler runs.
+	// Default: the peer's MaxMessageBytes (about 44 MB with the peer's
+	// default limits: its largest honest message).
+	MaxMsgBytes int
 
 	// Logger receives structured logs. Default: discard.
 	Logger *slog.Logger
@@ -103,6 +117,10 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("--metrics: %w", err))
 		}
 	}
+	errs = append(errs, c.validateTLS()...)
+	if c.MaxMsgBytes < 0 {
+		errs = append(errs, fmt.Errorf("MaxMsgBytes %d: negative; use 0 for the default", c.MaxMsgBytes))
+	}
 	if len(errs) == 0 {
 		// The peer's own rules, on the address it will have (a port to be
 		// picked stands as 1).
@@ -112,6 +130,26 @@ func (c Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// tls reports whether mutual TLS is configured.
+func (c Config) tls() bool { return c.TLSCert != "" || c.TLSKey != "" || c.TLSCA != "" }
+
+// validateTLS checks that the TLS files are given all together and exist;
+// their contents are checked when New loads them.
+func (c Config) validateTLS() []error {
+	if !c.tls() {
+		return nil
+	}
+	var errs, missing []error
+	for _, f := range []struct{ flag, path string }{{"--tls-cert", c.TLSCert}, {"--tls-key", c.TLSKey}, {"--tls-ca", c.TLSCA}} {
+		if f.path == "" {
+			missing = append(missing, fmt.Errorf("%s is missing: mutual TLS needs --tls-cert, --tls-key and --tls-ca together", f.flag))
+		} else if st, err := os.Stat(f.path); err != nil || st.IsDir() {
+			errs = append(errs, fmt.Errorf("%s %q: not a readable file", f.flag, f.path))
+		}
+	}
+	return append(missing, errs...)
 }
 
 // advertise returns the configured id, maybe with port 0.

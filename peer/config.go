@@ -32,9 +32,13 @@ type PeerConfig struct {
 	// bytes at 64 members) and speeds up spreading.
 	Fanout int
 	// Expiry is how long a member may go without fresh liveness evidence
-	// before it is suspected; a suspect that then fails a direct sync is
-	// declared failed. Default 5 × PingPeriod. Raising it makes removal
-	// slower and false removals (already guarded by the direct check) rarer.
+	// before it is suspected; a suspect that then fails two direct syncs
+	// in a row is declared failed. Default: max(5, ⌈1.25·log2(N+1)⌉) ×
+	// PingPeriod for N members (5 periods up to 15 members, 8 at 64, 10
+	// at 256), because evidence takes about log N rounds to spread; a
+	// fixed Expiry that is too short for the cluster makes live members
+	// look silent under message loss. Raising it makes removal slower and
+	// false removals rarer.
 	Expiry time.Duration
 	// RPCTimeout bounds each Sync call. Default PingPeriod.
 	RPCTimeout time.Duration
@@ -49,8 +53,18 @@ type PeerConfig struct {
 	// Default 16 KiB; memberlist allows 512 bytes.
 	MaxMetaBytes int
 	// MaxDeltaEntries bounds the entries in one Sync message; larger
-	// differences take several rounds. Default 1024.
+	// differences take several rounds. Default 1024. A received message
+	// with more is refused, unless all its entries share one Lamport time
+	// (a sender's cut includes every write of the lowest time, see
+	// crdt.Map.Delta), so peers of one cluster should share it.
 	MaxDeltaEntries int
+	// MaxMembers bounds the entries a peer holds, live members and
+	// tombstones together: a received message that would create more is
+	// refused whole, and the sender told why. Default 10,000. It caps the
+	// memory a flood of fake members can take (at most about MaxMembers ×
+	// (MaxMetaBytes + MaxCredentialBytes + 1 KiB)); a cluster that reaches
+	// it admits no new member until tombstones are purged (TombstoneTTL).
+	MaxMembers int
 
 	// Authority, when set, signs this peer's own entries and checks that
 	// every ALIVE or LEFT entry received was signed by the peer it names,
@@ -72,10 +86,42 @@ type PeerConfig struct {
 	Rand *rand.Rand
 	// Logger receives structured logs. Default: discard.
 	Logger *slog.Logger
+
+	autoExpiry bool // Expiry was left to the default, which scales with N
 }
 
 // DefaultPingPeriod is the round length when PingPeriod is zero.
 const DefaultPingPeriod = time.Second
+
+// DefaultMaxMembers is MaxMembers when it is zero.
+const DefaultMaxMembers = 10_000
+
+// Size limits of the strings and credentials of one received entry; a
+// message holding an entry beyond them is refused.
+const (
+	// MaxAddrBytes bounds an address: a 253-byte DNS name (or a bracketed
+	// IPv6 address with a zone), a colon and a 5-digit port.
+	MaxAddrBytes = 261
+	// MaxWriterBytes bounds a writer id, "address#incarnation".
+	MaxWriterBytes = MaxAddrBytes + 1 + 16
+	// MaxCredentialBytes bounds an entry's certificate and signature
+	// together (an Authority's proof). A P-256 leaf and its signature take
+	// about 600 bytes, an RSA-4096 leaf and intermediate about 3 KiB.
+	MaxCredentialBytes = 16 << 10
+)
+
+// MaxMessageBytes is the largest Sync message, request or answer, that a
+// peer with config c sends in honest operation: MaxDeltaEntries entries at
+// their size limits, plus an age and a version-vector element per member,
+// each under 1 KiB. It is about 44 MB with the defaults, while a steady
+// exchange is 8 bytes plus one per member. gRPC servers and clients of the
+// cluster should accept messages this large (grpc.MaxRecvMsgSize,
+// grpc.MaxCallRecvMsgSize; the agent does), or an honest large delta
+// fails every time; lower MaxMetaBytes or MaxDeltaEntries to lower it.
+func (c PeerConfig) MaxMessageBytes() int {
+	d := sanitize(c).withDefaults()
+	return d.MaxDeltaEntries*(d.MaxMetaBytes+MaxCredentialBytes+1<<10) + d.MaxMembers*(1<<10) + 64<<10
+}
 
 // withDefaults returns a copy of c with every zero field set.
 func (c PeerConfig) withDefaults() PeerConfig {
@@ -88,7 +134,9 @@ func (c PeerConfig) withDefaults() PeerConfig {
 			*d = v
 		}
 	}
-	set(&c.Expiry, 5*p)
+	if c.Expiry == 0 {
+		c.Expiry, c.autoExpiry = 5*p, true
+	}
 	set(&c.RPCTimeout, p)
 	set(&c.MaxRetryInterval, 30*p)
 	set(&c.TombstoneTTL, 600*p)
@@ -100,6 +148,9 @@ func (c PeerConfig) withDefaults() PeerConfig {
 	}
 	if c.MaxDeltaEntries == 0 {
 		c.MaxDeltaEntries = 1024
+	}
+	if c.MaxMembers == 0 {
+		c.MaxMembers = DefaultMaxMembers
 	}
 	if c.Clock == nil {
 		c.Clock = systemClock{}
@@ -138,12 +189,12 @@ func (c PeerConfig) Validate() error {
 	}
 	d := c.withDefaults()
 	if c.Expiry > 0 && c.Expiry < 2*d.PingPeriod {
-		errs = append(errs, fmt.Errorf("Expiry: %v must be at least 2 × PingPeriod (%v), or liveness evidence cannot arrive in time", c.Expiry, 2*d.PingPeriod))
+		errs = append(errs, fmt.Errorf("%s: %v must be at least 2 × PingPeriod (%v), or liveness evidence cannot arrive in time", "Expiry", c.Expiry, 2*d.PingPeriod))
 	}
 	for _, n := range []struct {
 		name string
 		v    int
-	}{{"Fanout", c.Fanout}, {"MaxMetaBytes", c.MaxMetaBytes}, {"MaxDeltaEntries", c.MaxDeltaEntries}} {
+	}{{"Fanout", c.Fanout}, {"MaxMetaBytes", c.MaxMetaBytes}, {"MaxDeltaEntries", c.MaxDeltaEntries}, {"MaxMembers", c.MaxMembers}} {
 		if n.v < 0 {
 			errs = append(errs, fmt.Errorf("%s: %d is negative; use 0 for the default", n.name, n.v))
 		}
@@ -160,6 +211,9 @@ func ValidateEndpoint(addr string) error {
 	}
 	if host == "" {
 		return fmt.Errorf("%q has no host", addr)
+	}
+	if len(addr) > MaxAddrBytes {
+		return fmt.Errorf("%.40q... is %d bytes, above MaxAddrBytes (%d)", addr, len(addr), MaxAddrBytes)
 	}
 	n, err := strconv.Atoi(port)
 	if err != nil || n < 1 || n > 65535 {

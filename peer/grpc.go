@@ -19,6 +19,10 @@ type grpcTransport struct {
 	mu     sync.Mutex
 	conns  map[string]*grpc.ClientConn
 	closed bool
+	// closing tracks connections being closed in the background: Close
+	// can block while calls drain, and Forget is called from the protocol
+	// paths, which must not stall. Close waits for them.
+	closing sync.WaitGroup
 }
 
 var _ Transport = (*grpcTransport)(nil)
@@ -59,10 +63,14 @@ func (t *grpcTransport) Forget(addr string) {
 	t.mu.Lock()
 	c := t.conns[addr]
 	delete(t.conns, addr)
-	t.mu.Unlock()
 	if c != nil {
-		c.Close()
+		t.closing.Add(1)
+		go func() {
+			defer t.closing.Done()
+			c.Close()
+		}()
 	}
+	t.mu.Unlock()
 }
 
 func (t *grpcTransport) Close() error {
@@ -73,5 +81,6 @@ func (t *grpcTransport) Close() error {
 	for _, c := range conns {
 		c.Close()
 	}
+	t.closing.Wait()
 	return nil
 }

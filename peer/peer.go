@@ -84,7 +84,7 @@ func sanitize(c PeerConfig) PeerConfig {
 	if c.Expiry > 0 && c.Expiry < 2*c.withDefaults().PingPeriod {
 		c.Expiry = 0
 	}
-	for _, n := range []*int{&c.Fanout, &c.MaxMetaBytes, &c.MaxDeltaEntries} {
+	for _, n := range []*int{&c.Fanout, &c.MaxMetaBytes, &c.MaxDeltaEntries, &c.MaxMembers} {
 		if *n < 0 {
 			*n = 0
 		}
@@ -184,6 +184,9 @@ func (p *Peer) Sync(ctx context.Context, req *meshpb.SyncRequest) (*meshpb.SyncR
 	case errors.Is(err, errClusterMismatch):
 		p.cfg.Logger.Warn("refused a peer of another cluster", "from", req.GetFrom(), "err", err)
 		return nil, status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, errLimit):
+		p.cfg.Logger.Warn("refused a message above a limit", "from", req.GetFrom(), "err", err)
+		return nil, status.Error(codes.ResourceExhausted, err.Error())
 	case err != nil:
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -41,6 +42,10 @@ const (
 	ageScale = 8
 	noAge    = 255
 )
+
+// failedProbesToDeclare is how many probes of a suspect must fail in a
+// row before it is declared failed.
+const failedProbesToDeclare = 2
 
 // maxDeadProbes bounds the failed peers remembered for partition healing.
 const maxDeadProbes = 1024
@@ -102,17 +107,18 @@ type state struct {
 	view    []string // sorted live addresses, self included; replaced, never mutated
 	index   map[string]int
 
-	seen      map[string]time.Time // latest time each live member is known to have run
-	held      map[string]uint64    // digest of the state it held then
-	suspects  map[string]bool
-	seeds     map[string]*retry
-	dead      map[string]*retry
-	removedAt map[string]time.Time // when each tombstone arrived, for purging
-	inflight  map[string]bool
-	lastRound time.Time
-	resumed   time.Time // end of our last stall; expiry counts from here at the earliest
-	leaving   bool
-	selfStamp crdt.Stamp // stamp of this process's latest own entry
+	seen       map[string]time.Time // latest time each live member is known to have run
+	held       map[string]uint64    // digest of the state it held then
+	suspects   map[string]bool
+	probeFails map[string]int // consecutive failed probes of each suspect
+	seeds      map[string]*retry
+	dead       map[string]*retry
+	removedAt  map[string]time.Time // when each tombstone arrived, for purging
+	inflight   map[string]bool
+	lastRound  time.Time
+	resumed    time.Time // end of our last stall; expiry counts from here at the earliest
+	leaving    bool
+	selfStamp  crdt.Stamp // stamp of this process's latest own entry
 
 	// Side effects for the caller to carry out after releasing its lock.
 	forget []string
@@ -122,19 +128,20 @@ type state struct {
 
 func newState(cfg PeerConfig, now time.Time) *state {
 	s := &state{
-		cfg:       cfg,
-		self:      cfg.SelfEndpoint,
-		writer:    fmt.Sprintf("%s#%08x", cfg.SelfEndpoint, cfg.Rand.Uint32()),
-		meta:      &meshpb.PeerMeta{},
-		rng:       cfg.Rand,
-		log:       cfg.Logger,
-		seen:      map[string]time.Time{},
-		held:      map[string]uint64{},
-		suspects:  map[string]bool{},
-		seeds:     map[string]*retry{},
-		dead:      map[string]*retry{},
-		removedAt: map[string]time.Time{},
-		inflight:  map[string]bool{},
+		cfg:        cfg,
+		self:       cfg.SelfEndpoint,
+		writer:     fmt.Sprintf("%s#%08x", cfg.SelfEndpoint, cfg.Rand.Uint32()),
+		meta:       &meshpb.PeerMeta{},
+		rng:        cfg.Rand,
+		log:        cfg.Logger,
+		seen:       map[string]time.Time{},
+		held:       map[string]uint64{},
+		suspects:   map[string]bool{},
+		probeFails: map[string]int{},
+		seeds:      map[string]*retry{},
+		dead:       map[string]*retry{},
+		removedAt:  map[string]time.Time{},
+		inflight:   map[string]bool{},
 	}
 	s.assertSelf(now)
 	return s
@@ -143,7 +150,7 @@ func newState(cfg PeerConfig, now time.Time) *state {
 // assertSelf (re)writes our own entry with a fresh stamp: at start, on a
 // meta change, and to refute a tombstone or a floor above our entry.
 func (s *state) assertSelf(now time.Time) {
-	e := entry{Key: s.self, Stamp: crdt.Stamp{Time: s.clock.Tick(), Writer: s.writer},
+	e := entry{Key: s.self, Stamp: crdt.Stamp{Time: s.tick(now), Writer: s.writer},
 		Value: member{meta: s.meta, state: meshpb.State_STATE_ALIVE}}
 	s.sign(&e)
 	s.selfStamp = e.Stamp
@@ -320,7 +327,30 @@ func (s *state) expired(addr string, now time.Time) bool {
 	if s.resumed.After(last) {
 		last = s.resumed
 	}
-	return now.Sub(last) > s.cfg.Expiry
+	return now.Sub(last) > s.expiry()
+}
+
+// expiry is Expiry, or by default max(5, ⌈1.25·log2(N+1)⌉) rounds: the
+// freshest evidence of a live member takes about log N rounds to reach
+// everyone, so a fixed window would expire live members of large clusters
+// by chance, and far more often under message loss.
+func (s *state) expiry() time.Duration {
+	if !s.cfg.autoExpiry {
+		return s.cfg.Expiry
+	}
+	k := max(5, int(math.Ceil(1.25*math.Log2(float64(len(s.view)+1)))))
+	return time.Duration(k) * s.cfg.PingPeriod
+}
+
+// tick returns a Lamport time for a new local write. The clock first
+// observes the wall clock in milliseconds (a hybrid logical clock), so a
+// restarted peer's writes outrank its previous lives' without having to
+// hear of them first, whenever restarts are further apart than clock skew.
+func (s *state) tick(now time.Time) uint64 {
+	if ms := now.UnixMilli(); ms > 0 {
+		s.clock.Observe(uint64(ms))
+	}
+	return s.clock.Tick()
 }
 
 // learn records evidence that addr ran age units before now, holding the
@@ -333,8 +363,9 @@ func (s *state) learn(addr string, age byte, digest uint64, now time.Time) {
 	if t.After(s.seen[addr]) {
 		s.seen[addr] = t
 		s.held[addr] = digest
-		if s.suspects[addr] && now.Sub(t) <= s.cfg.Expiry {
+		if s.suspects[addr] && now.Sub(t) <= s.expiry() {
 			delete(s.suspects, addr)
+			delete(s.probeFails, addr)
 			s.stats.SuspicionsRefuted++
 		}
 	}
@@ -370,7 +401,7 @@ func (s *state) heldBy(addr string) uint64 {
 // none older than Expiry, shows it holding exactly our state.
 func (s *state) converged(now time.Time) bool {
 	for _, a := range s.view {
-		if a != s.self && (s.held[a] != s.digest || now.Sub(s.seen[a]) > s.cfg.Expiry) {
+		if a != s.self && (s.held[a] != s.digest || now.Sub(s.seen[a]) > s.expiry()) {
 			return false
 		}
 	}
@@ -524,8 +555,12 @@ func (s *state) onError(ex *exchange, err error, now time.Time) {
 	switch ex.kind {
 	case suspectProbe:
 		if s.suspects[ex.addr] && s.liveMember(ex.addr) && s.expired(ex.addr, now) {
-			s.log.Info("member failed", "addr", ex.addr, "silent", now.Sub(s.seen[ex.addr]).Round(time.Millisecond), "err", err)
-			s.declare(ex.addr, meshpb.State_STATE_FAILED, now)
+			// Two failed probes in a row: one lost message must not remove a
+			// live member. A dead one refuses at once, so this costs one round.
+			if s.probeFails[ex.addr]++; s.probeFails[ex.addr] >= failedProbesToDeclare {
+				s.log.Info("member failed", "addr", ex.addr, "silent", now.Sub(s.seen[ex.addr]).Round(time.Millisecond), "err", err)
+				s.declare(ex.addr, meshpb.State_STATE_FAILED, now)
+			}
 		}
 	case seedProbe:
 		s.backoff(s.seeds[ex.addr], now)
@@ -534,6 +569,14 @@ func (s *state) onError(ex *exchange, err error, now time.Time) {
 		}
 	case deadProbe:
 		s.backoff(s.dead[ex.addr], now)
+	}
+	if ex.kind == deadProbe {
+		// A failed peer that does not answer holds no connection between
+		// probes (P to MaxRetryInterval apart; the next one dials again):
+		// otherwise every failed peer ever probed would keep one open.
+		// Seeds are few and are what a joining peer retries: they keep
+		// theirs, so a seed that was merely slow is not re-dialled.
+		s.forget = append(s.forget, ex.addr)
 	}
 }
 
@@ -551,7 +594,7 @@ func (s *state) done(ex *exchange) { delete(s.inflight, ex.addr) }
 // declare writes a tombstone for addr in the given state.
 func (s *state) declare(addr string, st meshpb.State, now time.Time) {
 	last, _ := s.members.Lookup(addr)
-	e := entry{Key: addr, Stamp: crdt.Stamp{Time: s.clock.Tick(), Writer: s.writer}, Deleted: true,
+	e := entry{Key: addr, Stamp: crdt.Stamp{Time: s.tick(now), Writer: s.writer}, Deleted: true,
 		Value: member{meta: last.Value.meta, state: st}}
 	if addr == s.self {
 		s.sign(&e)
@@ -775,6 +818,7 @@ func (s *state) changed(changes []crdt.Change[string, member], now time.Time) {
 			delete(s.seen, addr)
 			delete(s.held, addr)
 			delete(s.suspects, addr)
+			delete(s.probeFails, addr)
 			if addr == s.self {
 				break
 			}

@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/gossipmesh/mesh/agent"
@@ -18,7 +20,9 @@ const (
 	agentHelp   = `Runs one member of a cluster until SIGINT or SIGTERM (or 'mesh leave'),
 then leaves gracefully: every member is told at once, and the agent exits 0.
 Gossip, the admin API used by the other mesh commands, and grpc.health.v1
-share the --bind port.`
+share the --bind port. With --tls-cert, --tls-key and --tls-ca every
+connection is mutual TLS and each member signs its own entries; SIGHUP
+reloads the files (see docs/SECURITY.md for rotation).`
 )
 
 // agentFlags is what `mesh agent` parses: the agent's config and how to log.
@@ -45,6 +49,9 @@ func parseAgentFlags(args []string) (f agentFlags, fs *flag.FlagSet, err error) 
 	fs.StringVar(&f.cfg.Cluster, "cluster", "", "cluster `name`; agents of differently named clusters refuse to merge")
 	fs.StringVar(&f.cfg.Snapshot, "snapshot", "", "`file` that remembers the members, so that a restarted agent rejoins without --join")
 	fs.StringVar(&f.cfg.Metrics, "metrics", "", "`host:port` to serve Prometheus metrics on at /metrics (default: off)")
+	fs.StringVar(&f.cfg.TLSCert, "tls-cert", "", "PEM `file`: this agent's certificate, for mutual TLS (with --tls-key and --tls-ca; reloaded on SIGHUP)")
+	fs.StringVar(&f.cfg.TLSKey, "tls-key", "", "PEM `file`: the private key of --tls-cert")
+	fs.StringVar(&f.cfg.TLSCA, "tls-ca", "", "PEM `file`: the CAs whose certificates peers and clients must present (a bundle during rotation)")
 	fs.Var(format, "log-format", "log format on stderr: text or json")
 	fs.Var(level, "log-level", "least severe level logged: debug, info, warn or error")
 
@@ -93,6 +100,23 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	a, err := agent.New(f.cfg)
 	if err != nil {
 		return fail(stderr, "agent", err)
+	}
+	if f.cfg.TLSCert != "" {
+		// SIGHUP reloads the certificates; the agent logs the outcome.
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		done := make(chan struct{})
+		defer func() { signal.Stop(hup); close(done) }()
+		go func() {
+			for {
+				select {
+				case <-hup:
+					_ = a.ReloadTLS()
+				case <-done:
+					return
+				}
+			}
+		}()
 	}
 	if err := a.Run(ctx); err != nil {
 		return fail(stderr, "agent", err)

@@ -18,19 +18,39 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/gossipmesh/mesh/meshpb"
+	"github.com/gossipmesh/mesh/meshtls"
 )
 
 // clientFlags are the flags every client command has.
 type clientFlags struct {
-	addr    string
-	timeout time.Duration
+	addr                   string
+	timeout                time.Duration
+	tlsCert, tlsKey, tlsCA string
 }
 
 func addClientFlags(fs *flag.FlagSet, timeout time.Duration, timeoutHelp string) *clientFlags {
 	cf := &clientFlags{}
 	fs.StringVar(&cf.addr, "addr", defaultAddr, "`host:port` of the agent to ask (its --bind or --advertise address)")
 	fs.DurationVar(&cf.timeout, "timeout", timeout, timeoutHelp)
+	fs.StringVar(&cf.tlsCert, "tls-cert", "", "PEM `file`: a certificate of the agent's CA, for an agent running mutual TLS")
+	fs.StringVar(&cf.tlsKey, "tls-key", "", "PEM `file`: the private key of --tls-cert")
+	fs.StringVar(&cf.tlsCA, "tls-ca", "", "PEM `file`: the CAs the agent's certificate must chain to")
 	return cf
+}
+
+// creds returns the transport credentials the TLS flags ask for.
+func (cf *clientFlags) creds() (grpc.DialOption, error) {
+	if cf.tlsCert == "" && cf.tlsKey == "" && cf.tlsCA == "" {
+		return grpc.WithTransportCredentials(insecure.NewCredentials()), nil
+	}
+	if cf.tlsCert == "" || cf.tlsKey == "" || cf.tlsCA == "" {
+		return nil, usagef("--tls-cert, --tls-key and --tls-ca go together")
+	}
+	r, err := meshtls.LoadFiles(cf.tlsCert, cf.tlsKey, cf.tlsCA)
+	if err != nil {
+		return nil, err
+	}
+	return r.DialOption(), nil
 }
 
 // client is a connection to an agent's admin API that remembers why
@@ -41,6 +61,7 @@ type client struct {
 	timeout time.Duration
 	conn    *grpc.ClientConn
 	api     meshpb.MeshAdminClient
+	tls     bool
 
 	mu      sync.Mutex
 	dialErr error
@@ -53,7 +74,11 @@ func (cf *clientFlags) dial() (*client, error) {
 	if cf.timeout < 0 {
 		return nil, usagef("--timeout %v is negative", cf.timeout)
 	}
-	c := &client{addr: cf.addr, timeout: cf.timeout}
+	creds, err := cf.creds()
+	if err != nil {
+		return nil, err
+	}
+	c := &client{addr: cf.addr, timeout: cf.timeout, tls: cf.tlsCert != ""}
 	dialer := func(ctx context.Context, addr string) (net.Conn, error) {
 		var d net.Dialer
 		conn, err := d.DialContext(ctx, "tcp", addr)
@@ -62,7 +87,7 @@ func (cf *clientFlags) dial() (*client, error) {
 		c.mu.Unlock()
 		return conn, err
 	}
-	conn, err := grpc.NewClient(cf.addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithContextDialer(dialer))
+	conn, err := grpc.NewClient(cf.addr, creds, grpc.WithContextDialer(dialer))
 	if err != nil {
 		return nil, fmt.Errorf("--addr %s: %w", cf.addr, err)
 	}
@@ -94,6 +119,9 @@ func (c *client) explain(err error) error {
 	case codes.Unavailable:
 		if dialErr != nil {
 			return fmt.Errorf("cannot reach an agent at %s: %v", c.addr, dialErr)
+		}
+		if !c.tls && strings.Contains(st.Message(), "server preface") {
+			return fmt.Errorf("agent at %s closed the connection (%s); if it runs mutual TLS, pass --tls-cert, --tls-key and --tls-ca", c.addr, st.Message())
 		}
 		return fmt.Errorf("agent at %s unavailable: %s", c.addr, st.Message())
 	case codes.DeadlineExceeded:
