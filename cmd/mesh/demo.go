@@ -21,7 +21,7 @@ seeded with the first one only, and shows, with a line per change:
   2. a meta update spreading to every peer;
   3. a graceful leave (seen by all within about one round trip);
   4. a crash (a peer stopped with no goodbye) detected by all, about
-     6 periods later (expiry 5P + a failed probe).
+     7 periods later (expiry 5P + two failed probes).
 Then prints one peer's members table and a summary in periods, and exits 0.`
 
 // stepLimit bounds each demo step, in periods; the contract is 10.
@@ -151,7 +151,7 @@ func (d *demo) run(ctx context.Context, n int) error {
 	victim := d.peers[n-1]
 	victim.stop()
 	victim.down = true
-	d.logf("crash: %s stopped with no goodbye; expiry is 5P, then a failed probe", victim.name)
+	d.logf("crash: %s stopped with no goodbye; expiry is 5P, then two failed probes", victim.name)
 	failed, err := d.wait(ctx, "crash", d.seenAs(victim, meshpb.State_STATE_FAILED))
 	if err != nil {
 		return err
@@ -174,7 +174,7 @@ func (d *demo) run(ctx context.Context, n int) error {
 	total := time.Since(d.start)
 	fmt.Fprintf(d.w, "\nSummary: %d peers on loopback with P = %v, each seeded with peer-1 only, all saw every member after %s "+
 		"and agreed on one view (converged) after %s; %s's meta update reached every peer in %s; "+
-		"%s's graceful leave was seen by all in %s; %s's crash was detected by all in %s (expiry 5P plus a failed probe), "+
+		"%s's graceful leave was seen by all in %s; %s's crash was detected by all in %s (expiry 5P plus two failed probes), "+
 		"and the %d survivors agreed again %s after the crash. Total %s (%s).\n",
 		n, d.period, d.inP(joined), d.inP(joined+converged), target.name, d.inP(meta),
 		leaver.name, d.inP(left), victim.name, d.inP(failed), n-2, d.inP(failed+healed),
