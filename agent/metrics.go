@@ -88,7 +88,7 @@ func (c *peerCollector) Collect(ch chan<- prometheus.Metric) {
 		counts[m.State]++
 	}
 	for _, st := range []meshpb.State{meshpb.State_STATE_ALIVE, meshpb.State_STATE_FAILED, meshpb.State_STATE_LEFT} {
-		ch <- prometheus.MustNewConstMetric(c.members, prometheus.GaugeValue, float64(counts[st]), stateName(st))
+		ch <- prometheus.MustNewConstMetric(c.members, prometheus.GaugeValue, float64(counts[st]), StateName(st))
 	}
 	conv := 0.0
 	if c.p.Converged() {
@@ -101,9 +101,9 @@ func (c *peerCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// stateName is the lower-case name of a member state, as the CLI and the
-// metrics spell it.
-func stateName(s meshpb.State) string {
+// StateName is the lower-case name of a member state, as the CLI and the
+// metrics spell it: alive, failed or left.
+func StateName(s meshpb.State) string {
 	switch s {
 	case meshpb.State_STATE_ALIVE:
 		return "alive"

@@ -215,7 +215,7 @@ func (d *demo) seenAs(gone *demoPeer, st meshpb.State) func([]*demoPeer) (bool, 
 				}
 			}
 		}
-		return k == len(live), fmt.Sprintf("%d of %d peers list %s as %s", k, len(live), gone.name, statusName(st))
+		return k == len(live), fmt.Sprintf("%d of %d peers list %s as %s", k, len(live), gone.name, agent.StateName(st))
 	}
 }
 

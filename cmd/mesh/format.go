@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/gossipmesh/mesh/agent"
 	"github.com/gossipmesh/mesh/meshpb"
 )
 
@@ -54,7 +55,7 @@ func membersToJSON(r *meshpb.MembersResponse) membersJSON {
 			Addr:   m.GetAddr(),
 			Name:   m.GetMeta().GetName(),
 			Tags:   nonNil(m.GetMeta().GetTags()),
-			Status: statusName(m.GetState()),
+			Status: agent.StateName(m.GetState()),
 		})
 	}
 	return out
@@ -76,18 +77,6 @@ func nonNil(m map[string]string) map[string]string {
 		return map[string]string{}
 	}
 	return m
-}
-
-func statusName(s meshpb.State) string {
-	switch s {
-	case meshpb.State_STATE_ALIVE:
-		return "alive"
-	case meshpb.State_STATE_FAILED:
-		return "failed"
-	case meshpb.State_STATE_LEFT:
-		return "left"
-	}
-	return "unknown"
 }
 
 func eventName(t meshpb.EventType) string {
@@ -146,7 +135,7 @@ func printMembers(w io.Writer, r *meshpb.MembersResponse) {
 		if name == "" {
 			name = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", addr, name, statusName(m.GetState()), formatTags(m.GetMeta().GetTags()))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", addr, name, agent.StateName(m.GetState()), formatTags(m.GetMeta().GetTags()))
 	}
 	tw.Flush()
 }
