@@ -1,0 +1,261 @@
+// Command meshbench runs mesh and hashicorp/memberlist side by side on this
+// machine, at the same period, and writes RESULTS.md, results.svg and
+// results.json.
+//
+// For each cluster size N it starts N mesh peers (each with its own gRPC
+// server on 127.0.0.1) and, afterwards, N memberlist nodes (each with its
+// own UDP+TCP port on 127.0.0.1), never both at once, so that neither
+// competes with the other for the CPU. Per repetition it measures, in
+// periods: join convergence after concurrent joins, propagation of one
+// meta update, removal of 1 and of N/8 crashed nodes, and removal of one
+// node that left gracefully. The first repetition also samples
+// steady-state bytes and CPU, then injects message loss and counts false
+// removals.
+//
+// Run from bench/:
+//
+//	go run ./cmd/meshbench -n 16,64,128 -reps 5 -loss-duration 30s
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/gossipmesh/mesh/peer"
+)
+
+// The configs the clusters actually ran with, for the report, and -v.
+var (
+	verbose      bool
+	meshConfig   peer.PeerConfig
+	mlConfigSeen *memberlist.Config
+)
+
+func main() {
+	render := flag.String("render", "", "re-render RESULTS.md and results.svg from this results.json (after editing closing.md) instead of running")
+	o, out, err := parseFlags(flag.CommandLine, os.Args[1:])
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "meshbench: %v\n", err)
+		os.Exit(2)
+	}
+	if *render != "" {
+		err = rerender(*render, out)
+	} else {
+		err = run(o, out)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "meshbench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// parseFlags defines the run's flags on fs, parses args and returns the
+// checked options and the output directory.
+func parseFlags(fs *flag.FlagSet, args []string) (options, string, error) {
+	var (
+		sizes   = fs.String("n", "16,64,128", "comma-separated cluster sizes")
+		reps    = fs.Int("reps", 5, "fresh clusters per system and size (at least 5 for the report's p95)")
+		period  = fs.Duration("period", 100*time.Millisecond, "P: mesh PingPeriod = memberlist ProbeInterval")
+		steady  = fs.Duration("steady", 10*time.Second, "steady-state window for bytes and CPU (first repetition)")
+		lossR   = fs.Float64("loss", 0.10, "probability of dropping each message during the loss phase")
+		lossD   = fs.Duration("loss-duration", 2*time.Minute, "length of the loss phase (first repetition)")
+		limit   = fs.Float64("limit", 300, "periods to wait for any one change before recording a timeout")
+		systems = fs.String("systems", "mesh,memberlist", "systems to run, in order")
+		seed    = fs.Uint64("seed", 0, "seed for victim choice and loss (0: from the clock)")
+		out     = fs.String("out", ".", "directory for RESULTS.md, results.svg and results.json")
+	)
+	fs.BoolVar(&verbose, "v", false, "log every false removal to stderr")
+	if err := fs.Parse(args); err != nil {
+		return options{}, "", err
+	}
+	o := options{reps: *reps, period: *period, steady: *steady, lossRate: *lossR,
+		lossDuration: *lossD, limit: *limit, seed: *seed}
+	if err := o.parse(*sizes, *systems); err != nil {
+		return options{}, "", err
+	}
+	if o.seed == 0 {
+		o.seed = uint64(time.Now().UnixNano())
+	}
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err == nil {
+		o.fdLimit = rl.Cur
+	}
+	return o, *out, nil
+}
+
+// parse fills sizes and systems and checks every setting, reporting all
+// problems at once.
+func (o *options) parse(sizes, systems string) error {
+	var errs []string
+	for _, s := range strings.Split(sizes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 8 {
+			errs = append(errs, fmt.Sprintf("-n: %q is not a cluster size of at least 8", s))
+			continue
+		}
+		o.sizes = append(o.sizes, n)
+	}
+	for _, s := range strings.Split(systems, ",") {
+		switch s = strings.TrimSpace(s); s {
+		case "mesh", "memberlist":
+			o.systems = append(o.systems, s)
+		default:
+			errs = append(errs, fmt.Sprintf("-systems: %q is neither mesh nor memberlist", s))
+		}
+	}
+	if o.reps < 1 {
+		errs = append(errs, fmt.Sprintf("-reps: %d must be at least 1 (5 for a meaningful p95)", o.reps))
+	}
+	if o.period < 10*time.Millisecond {
+		errs = append(errs, fmt.Sprintf("-period: %v is below 10ms", o.period))
+	}
+	if o.steady < 5*o.period {
+		errs = append(errs, fmt.Sprintf("-steady: %v is below 5 periods", o.steady))
+	}
+	if o.lossRate < 0 || o.lossRate >= 1 {
+		errs = append(errs, fmt.Sprintf("-loss: %v is not in [0, 1)", o.lossRate))
+	}
+	if o.lossDuration < 0 {
+		errs = append(errs, fmt.Sprintf("-loss-duration: %v is negative", o.lossDuration))
+	}
+	if o.limit < 10 {
+		errs = append(errs, fmt.Sprintf("-limit: %v periods is below 10", o.limit))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+func run(o options, out string) error {
+	start := time.Now()
+	fmt.Printf("meshbench: N=%v, %d reps, P=%v, steady %v, loss %.0f%% for %v, seed %d\n",
+		o.sizes, o.reps, o.period, o.steady, 100*o.lossRate, o.lossDuration, o.seed)
+	probe := startLoadProbe()
+	time.Sleep(time.Second)
+	if other := probe.otherCores(); other > 0.25 {
+		fmt.Printf("meshbench: WARNING: other processes are using %.1f of %d cores; timings will be slow and noisy\n", other, runtime.NumCPU())
+	}
+	var results []*result
+	for _, n := range o.sizes {
+		for _, sys := range o.systems {
+			res := &result{System: sys, N: n, K: max(1, n/8)}
+			if sys == "mesh" {
+				res.MaxConns = meshMaxConns(n, o.fdLimit)
+			}
+			r := &runner{o: o, start: start, res: res, rng: newRand(o.seed, n, sys)}
+			if res.MaxConns > 0 {
+				r.logf("each peer keeps at most %d client connections (file-descriptor limit %d)", res.MaxConns, o.fdLimit)
+			}
+			if err := r.run(); err != nil {
+				return fmt.Errorf("%s at N=%d: %w", sys, n, err)
+			}
+			results = append(results, res)
+		}
+	}
+	wall := time.Since(start)
+	fmt.Printf("meshbench: done in %v\n", wall.Round(time.Second))
+	rep := report{o: o, results: results, wall: wall, started: start, args: os.Args[1:]}
+	return rep.write(out, true)
+}
+
+// write writes the report's files to out; results.json only if withJSON.
+func (rep *report) write(out string, withJSON bool) error {
+	files := map[string][]byte{
+		"RESULTS.md":  rep.markdown(),
+		"results.svg": rep.svg(),
+	}
+	if withJSON {
+		files["results.json"] = rep.json()
+	}
+	for name, b := range files {
+		p := filepath.Join(out, name)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", p, err)
+		}
+		fmt.Printf("meshbench: wrote %s\n", p)
+	}
+	return nil
+}
+
+// meshMaxConns returns the cap on each mesh peer's cached connections so
+// that N peers in this process stay within the descriptor limit, or 0 when
+// every peer may keep a connection to all others (see grpcTransport).
+func meshMaxConns(n int, fdLimit uint64) int {
+	if fdLimit == 0 {
+		return 0
+	}
+	// Two descriptors per connection, plus headroom for listeners,
+	// Leave's fan-out and connections closing.
+	budget := (int(min(fdLimit, 1<<20)) - 2000) / (2 * n)
+	if budget >= n-1 {
+		return 0
+	}
+	return max(budget, 8)
+}
+
+// rerender rebuilds RESULTS.md and results.svg from a results.json written
+// by an earlier run, with that run's flags, so that the closing note can be
+// revised without measuring again. Configs and machine facts are read
+// afresh: run it on the machine that measured.
+func rerender(path, out string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("render: %w", err)
+	}
+	var saved struct {
+		Args    []string  `json:"args"`
+		Started time.Time `json:"started"`
+		WallS   float64   `json:"wall_s"`
+		Seed    uint64    `json:"seed"`
+		Results []*result `json:"results"`
+	}
+	if err := json.Unmarshal(b, &saved); err != nil {
+		return fmt.Errorf("render %s: %w", path, err)
+	}
+	var args []string
+	for i := 0; i < len(saved.Args); i++ { // drop -out and -render from the saved flags
+		a := saved.Args[i]
+		if a == "-out" || a == "-render" {
+			i++
+			continue
+		}
+		if strings.HasPrefix(a, "-out=") || strings.HasPrefix(a, "-render=") {
+			continue
+		}
+		args = append(args, a)
+	}
+	o, _, err := parseFlags(flag.NewFlagSet("saved", flag.ContinueOnError), args)
+	if err != nil {
+		return fmt.Errorf("render %s: saved flags: %w", path, err)
+	}
+	o.seed = saved.Seed
+	for _, r := range saved.Results {
+		for _, xs := range [][]float64{r.Join, r.Update, r.Fail1, r.FailK, r.Leave} {
+			for i, x := range xs {
+				if x < 0 { // a timeout, stored as -1
+					xs[i] = math.Inf(1)
+				}
+			}
+		}
+		if r.Heal < 0 {
+			r.Heal = math.Inf(1)
+		}
+	}
+	meshConfig = peer.NewPeer(peer.PeerConfig{SelfEndpoint: "127.0.0.1:1", PingPeriod: o.period}).Config()
+	mlConfigSeen = mlConfig(o.period)
+	rep := report{o: o, results: saved.Results, wall: time.Duration(saved.WallS * float64(time.Second)),
+		started: saved.Started, args: saved.Args}
+	return rep.write(out, false)
+}

@@ -1,0 +1,185 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"io"
+	"math"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestMedianAndP95(t *testing.T) {
+	for _, c := range []struct {
+		xs        []float64
+		med, p95v float64
+	}{
+		{[]float64{5, 1, 3}, 3, 5},
+		{[]float64{4, 1, 3, 2}, 2.5, 4},
+		{[]float64{1, 2, 3, 4, math.Inf(1)}, 3, math.Inf(1)},
+		{seq(40), 20.5, 38}, // rank ceil(0.95·40) = 38
+	} {
+		if got := median(c.xs); got != c.med {
+			t.Errorf("median(%v) = %v, want %v", c.xs, got, c.med)
+		}
+		if got := p95(c.xs); got != c.p95v {
+			t.Errorf("p95(%v) = %v, want %v", c.xs, got, c.p95v)
+		}
+	}
+	if !math.IsNaN(median(nil)) || !math.IsNaN(p95(nil)) {
+		t.Error("median or p95 of no samples is not NaN")
+	}
+}
+
+func seq(n int) []float64 {
+	out := make([]float64, n)
+	for i := range out {
+		out[i] = float64(i + 1)
+	}
+	return out
+}
+
+// A change is complete at the latest event among the observers that must
+// see it, whatever order the events arrive in.
+func TestTrackerTimesAChangeByItsLastObserver(t *testing.T) {
+	tr := newTracker()
+	live := []string{"a", "b", "c"}
+	for _, id := range live {
+		tr.observe(id)
+	}
+	t0 := time.Now().Add(-time.Second)
+	p := 100 * time.Millisecond
+	at := func(periods float64) time.Time { return t0.Add(time.Duration(periods * float64(p))) }
+	tr.event("a", "b", evJoin, "", at(1))
+	tr.event("a", "c", evJoin, "", at(3))
+	tr.event("b", "a", evJoin, "", at(2))
+	tr.event("b", "c", evJoin, "", at(1))
+	tr.event("c", "b", evJoin, "", at(4))
+	if got, lag := tr.wait(live, t0, p, 0.5, tr.seesAll(live)); !math.IsInf(got, 1) || len(lag) != 1 || lag[0] != "c" {
+		t.Fatalf("before c sees a: wait = %v, lagging %v; want a timeout with c lagging", got, lag)
+	}
+	tr.event("c", "a", evJoin, "", at(6))
+	if got, _ := tr.wait(live, t0, p, 20, tr.seesAll(live)); math.Abs(got-6) > 1e-9 {
+		t.Fatalf("join complete after %v periods, want 6", got)
+	}
+
+	tr.event("a", "c", evUpdate, "v2", at(7))
+	tr.event("b", "c", evUpdate, "v2", at(8))
+	if got, _ := tr.wait(live, t0, p, 20, tr.seesMeta("c", "v2")); math.Abs(got-8) > 1e-9 {
+		t.Fatalf("update complete after %v periods, want 8", got)
+	}
+}
+
+func TestTrackerCountsOnlyFalseRemovals(t *testing.T) {
+	tr := newTracker()
+	for _, id := range []string{"a", "b", "c", "d"} {
+		tr.observe(id)
+	}
+	tr.markCrashed("c")
+	tr.markLeft("d")
+	now := time.Now()
+	tr.event("a", "c", evFailed, "", now) // crashed: expected
+	tr.event("a", "d", evLeft, "", now)   // left: expected
+	tr.event("a", "d", evFailed, "", now) // left, then expired: not false
+	tr.event("c", "a", evFailed, "", now) // from a stopped node's late timer
+	tr.event("a", "b", evFailed, "", now) // false
+	tr.event("c", "b", evLeft, "", now)   // a leave is never a false removal
+	tr.event("d", "b", evFailed, "", now) // observer left: not counted
+	tr.event("a", "b", evJoin, "", now)   // b refutes
+	tr.event("b", "a", evFailed, "", now) // false
+	if ev, nodes := tr.falseSince(time.Time{}); ev != 2 || nodes != 2 {
+		t.Fatalf("falseSince = %d events of %d nodes, want 2 of 2", ev, nodes)
+	}
+	if ev, _ := tr.falseSince(time.Now().Add(time.Second)); ev != 0 {
+		t.Fatalf("falseSince(future) = %d, want 0", ev)
+	}
+}
+
+func TestMeshMaxConns(t *testing.T) {
+	for _, c := range []struct {
+		n    int
+		fd   uint64
+		want int
+	}{
+		{64, 20000, 0},   // 2·64·63 = 8,064 descriptors fit: no cap
+		{128, 20000, 70}, // (20000-2000)/256
+		{128, 1 << 20, 0},
+		{128, 0, 0},    // unknown limit: no cap
+		{512, 4000, 8}, // never below 8
+	} {
+		if got := meshMaxConns(c.n, c.fd); got != c.want {
+			t.Errorf("meshMaxConns(%d, %d) = %d, want %d", c.n, c.fd, got, c.want)
+		}
+	}
+}
+
+func TestParseReportsEveryProblem(t *testing.T) {
+	o := options{reps: 0, period: time.Millisecond, steady: time.Second, lossRate: 1, limit: 400}
+	err := o.parse("16,x,4", "mesh,consul")
+	if err == nil {
+		t.Fatal("parse accepted bad options")
+	}
+	for _, want := range []string{`"x"`, `"4"`, `"consul"`, "-reps", "-period", "-loss"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %s", err, want)
+		}
+	}
+	o = options{reps: 5, period: 100 * time.Millisecond, steady: 10 * time.Second, lossRate: 0.1, limit: 400}
+	if err := o.parse("16, 64", "memberlist"); err != nil {
+		t.Fatalf("parse good options: %v", err)
+	}
+	if len(o.sizes) != 2 || o.sizes[1] != 64 || o.systems[0] != "memberlist" {
+		t.Fatalf("parsed sizes %v systems %v", o.sizes, o.systems)
+	}
+}
+
+// The report renders timeouts and missing systems, its SVG is well-formed
+// XML, and its JSON holds no infinities.
+func TestReportRenders(t *testing.T) {
+	fake := func(system string, n int, scale float64) *result {
+		r := &result{System: system, N: n, K: n / 8}
+		for i := range 5 {
+			x := scale * float64(i+1)
+			r.Join = append(r.Join, x)
+			r.Update = append(r.Update, 2*x)
+			r.Fail1 = append(r.Fail1, 6+x)
+			r.FailK = append(r.FailK, 7+x)
+			r.Leave = append(r.Leave, x/10)
+			r.Bytes = append(r.Bytes, 1000*x)
+			r.Wire = append(r.Wire, 2000*x)
+			r.CPU = append(r.CPU, 0.1*x)
+			r.OtherLoad = append(r.OtherLoad, 0)
+		}
+		return r
+	}
+	ml64 := fake("memberlist", 64, 10)
+	ml64.Update[4] = math.Inf(1)
+	rp := report{
+		o:       options{sizes: []int{16, 64}, reps: 5, period: 100 * time.Millisecond, steady: 10 * time.Second, lossRate: 0.1, lossDuration: 30 * time.Second, limit: 400},
+		results: []*result{fake("mesh", 16, 1), fake("mesh", 64, 1), ml64},
+		wall:    time.Minute,
+	}
+	md := string(rp.markdown())
+	for _, want := range []string{"## Targets at N = 64", "| join convergence | ≤ 0.2× | 0.10× | 0.10× | met |", "timeout", "## N = 16", "results.svg"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("RESULTS.md lacks %q", want)
+		}
+	}
+	dec := xml.NewDecoder(bytes.NewReader(rp.svg()))
+	for {
+		_, err := dec.Token()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("results.svg is not well-formed: %v", err)
+		}
+	}
+	var v any
+	if err := json.Unmarshal(rp.json(), &v); err != nil {
+		t.Fatalf("results.json: %v", err)
+	}
+}

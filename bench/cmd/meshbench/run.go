@@ -1,0 +1,360 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// options are the run's settings, from flags.
+type options struct {
+	sizes        []int
+	reps         int
+	period       time.Duration
+	steady       time.Duration // steady-state window, split into 5 samples
+	lossRate     float64
+	lossDuration time.Duration
+	limit        float64 // periods to wait for any one change
+	systems      []string
+	seed         uint64
+	fdLimit      uint64
+}
+
+// result holds one system's figures at one cluster size. Times are in
+// periods; each slice has one sample per repetition (steady-state figures:
+// one per window).
+type result struct {
+	System string `json:"system"`
+	N      int    `json:"n"`
+	K      int    `json:"k"` // nodes killed at once in FailK
+
+	Join   []float64 `json:"join"`
+	Update []float64 `json:"update"`
+	Fail1  []float64 `json:"fail1"`
+	FailK  []float64 `json:"failk"`
+	Leave  []float64 `json:"leave"`
+
+	Bytes     []float64 `json:"bytes_per_node_s"`         // payload bytes sent per node per second
+	Wire      []float64 `json:"wire_per_node_s"`          // with the system's framing
+	CPU       []float64 `json:"cpu_s_per_node_min"`       // process CPU seconds per node per minute
+	Heal      float64   `json:"heal_after_loss"`          // periods until all see all again after the loss phase
+	Loss      int       `json:"false_removals_loss"`      // observers' removals of running nodes during the loss phase
+	LossNodes int       `json:"false_removed_nodes_loss"` // distinct running nodes so removed
+	Other     int       `json:"false_removals_normal"`    // observers' removals of running nodes outside it, all reps
+
+	OtherLoad    []float64 `json:"other_load_cores"` // cores other processes used, per repetition
+	LossDuration float64   `json:"loss_duration_s"`
+	MaxConns     int       `json:"mesh_max_conns,omitempty"`
+	Notes        []string  `json:"notes,omitempty"` // timeouts and other anomalies
+}
+
+// runner runs the phases of one system at one size and prints progress.
+type runner struct {
+	o     options
+	start time.Time
+	rng   *rand.Rand
+	res   *result
+}
+
+func (r *runner) logf(format string, args ...any) {
+	fmt.Printf("[%6.1fs] %-10s N=%-3d ", time.Since(r.start).Seconds(), r.res.System, r.res.N)
+	fmt.Printf(format+"\n", args...)
+}
+
+func (r *runner) note(format string, args ...any) {
+	s := fmt.Sprintf(format, args...)
+	r.res.Notes = append(r.res.Notes, s)
+	r.logf("NOTE %s", s)
+}
+
+func (r *runner) sleepPeriods(k float64) { time.Sleep(time.Duration(k * float64(r.o.period))) }
+
+// newCluster starts a cluster of the runner's system.
+func (r *runner) newCluster(tr *tracker, rep int) (cluster, error) {
+	seed := r.o.seed ^ uint64(r.res.N)<<32 ^ uint64(rep)
+	if r.res.System == "mesh" {
+		c, err := startMesh(r.res.N, r.o.period, tr, seed, r.res.MaxConns)
+		if err != nil {
+			return nil, err
+		}
+		meshConfig = c.configSeen
+		return c, nil
+	}
+	c, err := startMemberlist(r.res.N, r.o.period, tr, seed)
+	if err != nil {
+		return nil, err
+	}
+	mlConfigSeen = c.config
+	return c, nil
+}
+
+// run measures every repetition.
+func (r *runner) run() error {
+	timeouts := 0
+	for rep := range r.o.reps {
+		if err := r.rep(rep); err != nil {
+			return err
+		}
+		runtime.GC()
+		if math.IsInf(r.res.Join[rep], 1) {
+			timeouts++
+		}
+		// A cluster that twice failed to converge is overloaded on this
+		// machine: more repetitions would only add timeouts and minutes.
+		if timeouts == 2 && rep+1 < r.o.reps {
+			r.note("gave up after %d repetitions: the cluster did not converge in two of them", rep+1)
+			break
+		}
+	}
+	return nil
+}
+
+func (r *runner) rep(rep int) error {
+	probe := startLoadProbe()
+	defer func() { r.res.OtherLoad = append(r.res.OtherLoad, probe.otherCores()) }()
+	tr := newTracker()
+	c, err := r.newCluster(tr, rep)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	ids := c.ids()
+	live := slices.Clone(ids)
+	index := map[string]int{}
+	for i, id := range ids {
+		index[id] = i
+	}
+	tag := fmt.Sprintf("rep %d/%d", rep+1, r.o.reps)
+	// Let the nodes' timers drift apart, as on real machines.
+	r.sleepPeriods(1 + r.rng.Float64())
+
+	wait := func(what string, t0 time.Time, done doneFunc) float64 {
+		p, lag := tr.wait(live, t0, r.o.period, r.o.limit, done)
+		if math.IsInf(p, 1) {
+			r.note("%s %s: %d of %d nodes not done after %.0f periods (e.g. %v, which misses %v)", tag, what, len(lag), len(live), r.o.limit, lag[:min(2, len(lag))], tr.missing(lag[0], live))
+		}
+		return p
+	}
+	pick := func(k int) []string { // k random live nodes, never the seed
+		cand := slices.Clone(live[1:])
+		r.rng.Shuffle(len(cand), func(i, j int) { cand[i], cand[j] = cand[j], cand[i] })
+		return cand[:k]
+	}
+	remove := func(gone []string) {
+		live = slices.DeleteFunc(live, func(id string) bool { return slices.Contains(gone, id) })
+	}
+
+	// 1. Join: every node joins the first, all at once.
+	t0 := time.Now()
+	c.joinAll()
+	join := wait("join", t0, tr.seesAll(live))
+	r.res.Join = append(r.res.Join, join)
+	r.sleepPeriods(10)
+
+	var lossStart, lossEnd time.Time
+	if rep == 0 {
+		r.logf("%s join %s; steady state for %v", tag, fmtP(join), r.o.steady)
+		r.steady(c, len(live))
+		lossStart = time.Now()
+		r.lossPhase(c, tr, live)
+		lossEnd = time.Now()
+		r.sleepPeriods(10)
+	}
+
+	// 2. Update propagation.
+	u := pick(1)[0]
+	meta := fmt.Sprintf("rep%d-%s", rep, r.res.System)
+	t0 = time.Now()
+	c.setMeta(index[u], meta)
+	update := wait("update", t0, tr.seesMeta(u, meta))
+	r.res.Update = append(r.res.Update, update)
+	r.sleepPeriods(5)
+
+	// 3. Failure detection: k = 1, then k = N/8, killed at once.
+	crash := func(k int) float64 {
+		victims := pick(k)
+		tr.markCrashed(victims...)
+		remove(victims)
+		t0 := time.Now()
+		done := make(chan struct{}, k)
+		for _, v := range victims {
+			go func() { c.crash(index[v]); done <- struct{}{} }()
+		}
+		for range k {
+			<-done
+		}
+		return wait(fmt.Sprintf("fail k=%d", k), t0, tr.dropped(victims))
+	}
+	fail1 := crash(1)
+	r.res.Fail1 = append(r.res.Fail1, fail1)
+	r.sleepPeriods(5)
+	failK := crash(r.res.K)
+	r.res.FailK = append(r.res.FailK, failK)
+	r.sleepPeriods(5)
+
+	// 4. Graceful leave.
+	l := pick(1)
+	tr.markLeft(l[0])
+	remove(l)
+	t0 = time.Now()
+	c.leave(index[l[0]])
+	leave := wait("leave", t0, tr.dropped(l))
+	r.res.Leave = append(r.res.Leave, leave)
+
+	all, _ := tr.falseSince(time.Time{})
+	inLoss, _ := tr.falseSince(lossStart)
+	after, _ := tr.falseSince(lossEnd)
+	if rep == 0 {
+		all -= inLoss - after
+	}
+	r.res.Other += all
+	r.logf("%s join %s  update %s  fail1 %s  fail%d %s  leave %s  (periods); other processes used %.2f cores",
+		tag, fmtP(join), fmtP(update), fmtP(fail1), r.res.K, fmtP(failK), fmtP(leave), probe.otherCores())
+	return nil
+}
+
+// steady samples traffic and process CPU over the steady-state window in
+// five equal parts. Only this cluster runs in the process meanwhile.
+func (r *runner) steady(c cluster, n int) {
+	w := r.o.steady / 5
+	for range 5 {
+		t0, c0 := c.traffic(), cpuTime()
+		s := time.Now()
+		time.Sleep(w)
+		sec := time.Since(s).Seconds()
+		t1, c1 := c.traffic(), cpuTime()
+		r.res.Bytes = append(r.res.Bytes, float64(t1.payload-t0.payload)/float64(n)/sec)
+		r.res.Wire = append(r.res.Wire, float64(t1.wire-t0.wire)/float64(n)/sec)
+		r.res.CPU = append(r.res.CPU, (c1-c0).Seconds()/float64(n)/(sec/60))
+	}
+	r.logf("steady: %.0f B/node/s payload, %.0f wire, %.3f CPU s/node/min (medians)",
+		median(r.res.Bytes), median(r.res.Wire), median(r.res.CPU))
+}
+
+// lossPhase drops each message with the loss rate for the loss duration,
+// then heals and waits until every node sees every node again. It returns
+// the false removals counted, which include removals still arriving while
+// the cluster heals.
+func (r *runner) lossPhase(c cluster, tr *tracker, live []string) {
+	t0 := time.Now()
+	r.logf("loss: dropping %.0f%% of messages for %v", 100*r.o.lossRate, r.o.lossDuration)
+	c.setLoss(r.o.lossRate)
+	end := time.Now().Add(r.o.lossDuration)
+	for time.Now().Before(end) {
+		time.Sleep(min(10*time.Second, time.Until(end)))
+		ev, nodes := tr.falseSince(t0)
+		r.logf("loss: %3.0fs left, %d false removals (of %d nodes) so far", max(0, time.Until(end).Seconds()), ev, nodes)
+	}
+	c.setLoss(0)
+	healStart := time.Now()
+	heal, lag := tr.wait(live, healStart, r.o.period, r.o.limit, tr.seesAll(live))
+	if math.IsInf(heal, 1) {
+		r.note("after the loss phase %d nodes still miss members after %.0f periods (e.g. %v)", len(lag), r.o.limit, lag[:min(2, len(lag))])
+	}
+	r.res.Heal = heal
+	r.res.Loss, r.res.LossNodes = tr.falseSince(t0)
+	r.res.LossDuration = r.o.lossDuration.Seconds()
+	r.logf("loss: %d false removals (of %d nodes) in %v at %.0f%% loss; all see all again %s periods after it ended",
+		r.res.Loss, r.res.LossNodes, r.o.lossDuration, 100*r.o.lossRate, fmtP(heal))
+}
+
+// cpuTime returns the CPU time (user + system) this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func fmtP(p float64) string {
+	if math.IsInf(p, 1) {
+		return "timeout"
+	}
+	return fmt.Sprintf("%.1f", p)
+}
+
+// median returns the middle of xs (the mean of the middle two for even
+// lengths); NaN for none.
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	switch {
+	case len(s) == 0:
+		return math.NaN()
+	case len(s)%2 == 1:
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// p95 returns the nearest-rank 95th percentile of xs: the smallest value
+// at least 95% of the samples do not exceed. Below 20 samples that is the
+// maximum, so with 5 repetitions p95 is the worst run.
+func p95(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return math.NaN()
+	}
+	rank := int(math.Ceil(0.95 * float64(len(s))))
+	return s[max(rank, 1)-1]
+}
+
+// newRand returns the random source for victim choice of one system at one
+// size, derived from the run's seed.
+func newRand(seed uint64, n int, system string) *rand.Rand {
+	s := seed ^ uint64(n)
+	for _, b := range []byte(system) {
+		s = s*31 + uint64(b)
+	}
+	return rand.New(rand.NewPCG(s, seed))
+}
+
+// machineBusy returns the CPU time all processes on the machine have used
+// (user, nice, system, irq, softirq, steal over every core), from
+// /proc/stat; 0 where it cannot be read.
+func machineBusy() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0
+	}
+	var ticks int64
+	for _, i := range []int{1, 2, 3, 6, 7, 8} { // user nice system irq softirq steal
+		v, _ := strconv.ParseInt(f[i], 10, 64)
+		ticks += v
+	}
+	return time.Duration(ticks) * time.Second / 100 // USER_HZ is 100 on Linux
+}
+
+// loadProbe measures how many cores other processes kept busy meanwhile:
+// machine CPU minus this process's CPU, per second of wall time.
+type loadProbe struct {
+	wall         time.Time
+	busy, ownCPU time.Duration
+}
+
+func startLoadProbe() loadProbe {
+	return loadProbe{wall: time.Now(), busy: machineBusy(), ownCPU: cpuTime()}
+}
+
+func (p loadProbe) otherCores() float64 {
+	sec := time.Since(p.wall).Seconds()
+	if sec <= 0 || p.busy == 0 {
+		return 0
+	}
+	other := (machineBusy() - p.busy) - (cpuTime() - p.ownCPU)
+	return max(0, other.Seconds()/sec)
+}
