@@ -28,6 +28,13 @@ type Transport interface {
 	Close() error
 }
 
+// Connector is implemented by a Transport that can connect ahead of a
+// call: the peer gives Connect DialTimeout, then the call RPCTimeout.
+// Connect returns nil at once when a connection is ready.
+type Connector interface {
+	Connect(ctx context.Context, addr string) error
+}
+
 // Authority proves who wrote an entry. Sign and Verify must be safe for
 // concurrent use; they are called with the peer's lock held, so they must
 // not block on the network.

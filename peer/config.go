@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
 	"strconv"
@@ -32,8 +33,10 @@ type PeerConfig struct {
 	// bytes at 64 members) and speeds up spreading.
 	Fanout int
 	// Expiry is how long a member may go without fresh liveness evidence
-	// before it is suspected; a suspect that then fails two direct syncs
-	// in a row is declared failed. Default: max(5, ⌈1.25·log2(N+1)⌉) ×
+	// before it is suspected; a suspect that then fails direct syncs in a
+	// row is declared failed (docs/PROTOCOL.md: on a clean network, after
+	// half of Expiry already; where messages are lost, after Expiry and
+	// three failures). Default: max(5, ⌈1.25·log2(N+1)⌉) ×
 	// PingPeriod for N members (5 periods up to 15 members, 8 at 64, 10
 	// at 256), because evidence takes about log N rounds to spread; a
 	// fixed Expiry that is too short for the cluster makes live members
@@ -42,6 +45,12 @@ type PeerConfig struct {
 	Expiry time.Duration
 	// RPCTimeout bounds each Sync call. Default PingPeriod.
 	RPCTimeout time.Duration
+	// DialTimeout bounds connecting to a partner (TCP, HTTP/2 and TLS
+	// handshakes) before a call's RPCTimeout starts, so that a first call
+	// to a live partner does not fail because the handshakes ate its
+	// RPCTimeout, as they do on a loaded machine. A refused connection
+	// fails at once. Default 2 × RPCTimeout.
+	DialTimeout time.Duration
 	// MaxRetryInterval caps the backoff between attempts to reach a seed
 	// or a failed peer (to heal partitions). Default 30 × PingPeriod.
 	MaxRetryInterval time.Duration
@@ -93,6 +102,14 @@ type PeerConfig struct {
 // DefaultPingPeriod is the round length when PingPeriod is zero.
 const DefaultPingPeriod = time.Second
 
+// DefaultExpiry is the Expiry a peer uses, when Expiry is zero, while it
+// knows n live members (itself included): max(5, ⌈1.25·log2(n+1)⌉) ×
+// period.
+func DefaultExpiry(n int, period time.Duration) time.Duration {
+	k := max(5, int(math.Ceil(1.25*math.Log2(float64(n+1)))))
+	return time.Duration(k) * period
+}
+
 // DefaultMaxMembers is MaxMembers when it is zero.
 const DefaultMaxMembers = 10_000
 
@@ -138,6 +155,7 @@ func (c PeerConfig) withDefaults() PeerConfig {
 		c.Expiry, c.autoExpiry = 5*p, true
 	}
 	set(&c.RPCTimeout, p)
+	set(&c.DialTimeout, 2*c.RPCTimeout)
 	set(&c.MaxRetryInterval, 30*p)
 	set(&c.TombstoneTTL, 600*p)
 	if c.Fanout == 0 {
@@ -179,7 +197,7 @@ func (c PeerConfig) Validate() error {
 		name string
 		v    time.Duration
 	}{{"PingPeriod", c.PingPeriod}, {"Expiry", c.Expiry}, {"RPCTimeout", c.RPCTimeout},
-		{"MaxRetryInterval", c.MaxRetryInterval}, {"TombstoneTTL", c.TombstoneTTL}} {
+		{"DialTimeout", c.DialTimeout}, {"MaxRetryInterval", c.MaxRetryInterval}, {"TombstoneTTL", c.TombstoneTTL}} {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("%s: %v is negative; use 0 for the default or a positive duration", d.name, d.v))
 		}

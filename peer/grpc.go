@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/gossipmesh/mesh/meshpb"
@@ -25,7 +26,10 @@ type grpcTransport struct {
 	closing sync.WaitGroup
 }
 
-var _ Transport = (*grpcTransport)(nil)
+var (
+	_ Transport = (*grpcTransport)(nil)
+	_ Connector = (*grpcTransport)(nil)
+)
 
 func newGRPCTransport(opts []grpc.DialOption) *grpcTransport {
 	if len(opts) == 0 {
@@ -57,6 +61,29 @@ func (t *grpcTransport) Sync(ctx context.Context, addr string, req *meshpb.SyncR
 		return nil, err
 	}
 	return meshpb.NewGossipServiceClient(c).Sync(ctx, req)
+}
+
+// Connect waits until the connection to addr is ready, and fails when
+// it cannot be made (refused, unreachable) or ctx ends first.
+func (t *grpcTransport) Connect(ctx context.Context, addr string) error {
+	c, err := t.conn(addr)
+	if err != nil {
+		return err
+	}
+	for {
+		s := c.GetState()
+		switch s {
+		case connectivity.Ready:
+			return nil
+		case connectivity.TransientFailure, connectivity.Shutdown:
+			return fmt.Errorf("connect to %s: %v", addr, s)
+		case connectivity.Idle:
+			c.Connect()
+		}
+		if !c.WaitForStateChange(ctx, s) {
+			return fmt.Errorf("connect to %s: %w (state %v)", addr, ctx.Err(), s)
+		}
+	}
 }
 
 func (t *grpcTransport) Forget(addr string) {

@@ -102,6 +102,16 @@ func (m *Machine) TakeEvents() []Event {
 	return ev
 }
 
+// TakePushes returns the one-way requests queued since the last call:
+// fresh writes (a failure this peer declared, its refutation of one, its
+// new meta) told at once beside anti-entropy. Send each as an Outgoing;
+// Deliver returns no follow-up, and a failed push needs no Fail.
+func (m *Machine) TakePushes() []*Outgoing {
+	out := wrap(m.st.pushes)
+	m.st.pushes = nil
+	return out
+}
+
 // takeForget returns the addresses whose connections may be closed.
 func (m *Machine) takeForget() []string {
 	f := m.st.forget

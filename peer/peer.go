@@ -73,7 +73,7 @@ func New(config PeerConfig) (*Peer, error) {
 
 // sanitize zeroes negative fields so that withDefaults replaces them.
 func sanitize(c PeerConfig) PeerConfig {
-	for _, d := range []*time.Duration{&c.PingPeriod, &c.Expiry, &c.RPCTimeout, &c.MaxRetryInterval, &c.TombstoneTTL} {
+	for _, d := range []*time.Duration{&c.PingPeriod, &c.Expiry, &c.RPCTimeout, &c.DialTimeout, &c.MaxRetryInterval, &c.TombstoneTTL} {
 		if *d < 0 {
 			*d = 0
 		}
@@ -133,9 +133,9 @@ func (p *Peer) round() {
 	}
 	outs := p.m.Round(now)
 	p.calls.Add(len(outs))
-	forget := p.flushLocked()
+	fx := p.flushLocked()
 	p.mu.Unlock()
-	p.forget(forget)
+	p.carryOut(fx)
 	for _, o := range outs {
 		go p.exchange(o)
 	}
@@ -145,9 +145,13 @@ func (p *Peer) round() {
 func (p *Peer) exchange(o *Outgoing) {
 	defer p.calls.Done()
 	for o != nil {
-		ctx, cancel := context.WithTimeout(p.ctx, p.cfg.RPCTimeout)
-		resp, err := p.transport.Sync(ctx, o.To, o.Request)
-		cancel()
+		err := p.connect(o.To)
+		var resp *meshpb.SyncResponse
+		if err == nil {
+			ctx, cancel := context.WithTimeout(p.ctx, p.cfg.RPCTimeout)
+			resp, err = p.transport.Sync(ctx, o.To, o.Request)
+			cancel()
+		}
 		if p.ctx.Err() != nil {
 			return // stopping: a cancelled call says nothing about the partner
 		}
@@ -162,10 +166,21 @@ func (p *Peer) exchange(o *Outgoing) {
 				p.cfg.Logger.Warn("bad answer from partner", "addr", to, "err", err)
 			}
 		}
-		forget := p.flushLocked()
+		fx := p.flushLocked()
 		p.mu.Unlock()
-		p.forget(forget)
+		p.carryOut(fx)
 	}
+}
+
+// connect gives a Connector transport DialTimeout to connect to addr.
+func (p *Peer) connect(addr string) error {
+	c, ok := p.transport.(Connector)
+	if !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(p.ctx, p.cfg.DialTimeout)
+	defer cancel()
+	return c.Connect(ctx, addr)
 }
 
 // Sync answers a partner's exchange; it is the gRPC handler.
@@ -177,9 +192,9 @@ func (p *Peer) Sync(ctx context.Context, req *meshpb.SyncRequest) (*meshpb.SyncR
 		return nil, status.Error(codes.Unavailable, "peer stopped")
 	}
 	resp, err := p.m.Answer(req, now)
-	forget := p.flushLocked()
+	fx := p.flushLocked()
 	p.mu.Unlock()
-	p.forget(forget)
+	p.carryOut(fx)
 	switch {
 	case errors.Is(err, errClusterMismatch):
 		p.cfg.Logger.Warn("refused a peer of another cluster", "from", req.GetFrom(), "err", err)
@@ -193,19 +208,35 @@ func (p *Peer) Sync(ctx context.Context, req *meshpb.SyncRequest) (*meshpb.SyncR
 	return resp, nil
 }
 
-// flushLocked delivers pending events and returns connections to close.
-func (p *Peer) flushLocked() []string {
+// effects are the Machine's side effects, carried out after the lock is
+// released.
+type effects struct {
+	forget []string    // connections to close
+	pushes []*Outgoing // one-way requests to send
+}
+
+// flushLocked delivers pending events and collects the other effects.
+// Pushes are counted in calls under the lock, so Stop waits for them.
+func (p *Peer) flushLocked() effects {
 	for _, ev := range p.m.TakeEvents() {
 		for s := range p.subs {
 			s.deliver(ev)
 		}
 	}
-	return p.m.takeForget()
+	fx := effects{forget: p.m.takeForget(), pushes: p.m.TakePushes()}
+	if p.stopped {
+		fx.pushes = nil
+	}
+	p.calls.Add(len(fx.pushes))
+	return fx
 }
 
-func (p *Peer) forget(addrs []string) {
-	for _, a := range addrs {
+func (p *Peer) carryOut(fx effects) {
+	for _, a := range fx.forget {
 		p.transport.Forget(a)
+	}
+	for _, o := range fx.pushes {
+		go p.exchange(o)
 	}
 }
 
@@ -222,8 +253,11 @@ func (p *Peer) UpdateMeta(meta *meshpb.PeerMeta) {
 func (p *Peer) SetMeta(meta *meshpb.PeerMeta) error {
 	now := p.cfg.Clock.Now()
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.m.SetMeta(meta, now)
+	err := p.m.SetMeta(meta, now)
+	fx := p.flushLocked()
+	p.mu.Unlock()
+	p.carryOut(fx)
+	return err
 }
 
 // AddSeed asks the peer to contact addr, retrying with capped backoff until
@@ -308,8 +342,9 @@ func (p *Peer) Leave(ctx context.Context) error {
 		return errors.New("leave: peer already stopped")
 	}
 	req, to := p.m.Leave(now)
-	p.flushLocked()
+	fx := p.flushLocked()
 	p.mu.Unlock()
+	p.carryOut(fx)
 
 	var wg sync.WaitGroup
 	var told atomic.Int32

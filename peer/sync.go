@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -43,9 +42,13 @@ const (
 	noAge    = 255
 )
 
-// failedProbesToDeclare is how many probes of a suspect must fail in a
-// row before it is declared failed.
-const failedProbesToDeclare = 2
+// failedProbesToDeclare is how many exchanges with a suspect must fail in
+// a row before it is declared failed (see confirmAge for when). One lost
+// message must not remove a live member; and where messages start being
+// lost, two failures in a row come often enough to meet a live member
+// whose evidence is old by chance (the simulator found such a false
+// removal at 5 % loss).
+const failedProbesToDeclare = 3
 
 // maxDeadProbes bounds the failed peers remembered for partition healing.
 const maxDeadProbes = 1024
@@ -87,6 +90,7 @@ const (
 	suspectProbe               // confirm a member whose evidence expired
 	seedProbe
 	deadProbe // a failed member, to heal partitions
+	push      // one-way: a fresh write told at once; not a partner exchange
 )
 
 // state is one peer's view of the cluster and the protocol bookkeeping.
@@ -107,9 +111,12 @@ type state struct {
 	view    []string // sorted live addresses, self included; replaced, never mutated
 	index   map[string]int
 
-	seen       map[string]time.Time // latest time each live member is known to have run
-	held       map[string]uint64    // digest of the state it held then
-	suspects   map[string]bool
+	seen map[string]time.Time // latest time each live member is known to have run
+	held map[string]uint64    // digest of the state it held then
+	// suspects maps each suspect to the time after which it must be
+	// seen running to be cleared: evidence of life from before a failed
+	// exchange says nothing about why it failed.
+	suspects   map[string]time.Time
 	probeFails map[string]int // consecutive failed probes of each suspect
 	seeds      map[string]*retry
 	dead       map[string]*retry
@@ -117,11 +124,15 @@ type state struct {
 	inflight   map[string]bool
 	lastRound  time.Time
 	resumed    time.Time // end of our last stall; expiry counts from here at the earliest
-	leaving    bool
-	selfStamp  crdt.Stamp // stamp of this process's latest own entry
+	// refuted is when a suspect of ours last turned out to run (see
+	// confirmAge); started is when this state was created.
+	refuted, started time.Time
+	leaving          bool
+	selfStamp        crdt.Stamp // stamp of this process's latest own entry
 
 	// Side effects for the caller to carry out after releasing its lock.
 	forget []string
+	pushes []*exchange
 	events []Event
 	stats  Stats
 }
@@ -136,12 +147,13 @@ func newState(cfg PeerConfig, now time.Time) *state {
 		log:        cfg.Logger,
 		seen:       map[string]time.Time{},
 		held:       map[string]uint64{},
-		suspects:   map[string]bool{},
+		suspects:   map[string]time.Time{},
 		probeFails: map[string]int{},
 		seeds:      map[string]*retry{},
 		dead:       map[string]*retry{},
 		removedAt:  map[string]time.Time{},
 		inflight:   map[string]bool{},
+		started:    now,
 	}
 	s.assertSelf(now)
 	return s
@@ -149,7 +161,7 @@ func newState(cfg PeerConfig, now time.Time) *state {
 
 // assertSelf (re)writes our own entry with a fresh stamp: at start, on a
 // meta change, and to refute a tombstone or a floor above our entry.
-func (s *state) assertSelf(now time.Time) {
+func (s *state) assertSelf(now time.Time) entry {
 	e := entry{Key: s.self, Stamp: crdt.Stamp{Time: s.tick(now), Writer: s.writer},
 		Value: member{meta: s.meta, state: meshpb.State_STATE_ALIVE}}
 	s.sign(&e)
@@ -157,6 +169,7 @@ func (s *state) assertSelf(now time.Time) {
 	if c, ok, _ := s.members.Put(e); ok {
 		s.changed([]crdt.Change[string, member]{c}, now)
 	}
+	return e
 }
 
 // setMeta validates and installs a new meta for this peer.
@@ -169,7 +182,11 @@ func (s *state) setMeta(meta *meshpb.PeerMeta, now time.Time) error {
 	}
 	s.meta = proto.Clone(meta).(*meshpb.PeerMeta)
 	if !s.leaving {
-		s.assertSelf(now)
+		// Told at once to a few members, so the update starts its
+		// epidemic from Fanout+3 peers instead of one.
+		others := s.others()
+		s.rng.Shuffle(len(others), func(i, j int) { others[i], others[j] = others[j], others[i] })
+		s.push(s.assertSelf(now), others[:min(len(others), s.cfg.Fanout+2)])
 	}
 	return nil
 }
@@ -221,15 +238,12 @@ func (s *state) round(now time.Time) []*exchange {
 		s.inflight[addr] = true
 		out = append(out, &exchange{addr: addr, req: s.digestRequest(now), view: s.view, kind: kind})
 	}
-	if !starved {
-		for _, a := range s.view {
-			if a != s.self && s.expired(a, now) {
-				if !s.suspects[a] {
-					s.suspects[a] = true
-					s.stats.Suspicions++
-				}
-				start(a, suspectProbe)
-			}
+	for _, a := range s.view {
+		if a != s.self && !starved && s.expired(a, now) {
+			s.suspect(a, s.seen[a])
+		}
+		if _, ok := s.suspects[a]; ok {
+			start(a, suspectProbe)
 		}
 	}
 	for _, addr := range slices.Sorted(maps.Keys(s.seeds)) { // sorted: same seed, same run
@@ -320,14 +334,73 @@ func (s *state) ageOf(addr string, now time.Time) byte {
 	return byte(n)
 }
 
-// expired reports whether addr has shown no sign of life for Expiry,
-// not counting time before our own last stall.
-func (s *state) expired(addr string, now time.Time) bool {
+// silent is how long addr has shown no sign of life, not counting time
+// before our own last stall.
+func (s *state) silent(addr string, now time.Time) time.Duration {
 	last := s.seen[addr]
 	if s.resumed.After(last) {
 		last = s.resumed
 	}
-	return now.Sub(last) > s.expiry()
+	return now.Sub(last)
+}
+
+// expired reports whether addr has been silent for longer than Expiry.
+func (s *state) expired(addr string, now time.Time) bool {
+	return s.silent(addr, now) > s.expiry()
+}
+
+// suspect starts probing addr every round until it is seen running
+// after since, or is declared failed.
+func (s *state) suspect(addr string, since time.Time) {
+	old, ok := s.suspects[addr]
+	if !ok {
+		s.stats.Suspicions++
+	}
+	if !ok || since.After(old) {
+		s.suspects[addr] = since
+	}
+}
+
+// cautious reports whether a suspicion of ours turned out false within
+// the last calmWindow Expiries, or this peer is in its first startWindow
+// Expiries and so has not watched its network long enough.
+func (s *state) cautious(now time.Time) bool {
+	e := s.expiry()
+	return now.Sub(s.started) < startWindow*e || !s.refuted.IsZero() && now.Sub(s.refuted) < calmWindow*e
+}
+
+// calmWindow and startWindow are how long, in Expiries, a refuted
+// suspicion and a start keep a peer on the cautious rule. Where messages
+// are lost, suspicions turn out false every few rounds, so a long
+// calmWindow keeps such a peer cautious throughout.
+const (
+	calmWindow  = 12
+	startWindow = 2
+)
+
+// confirmAge is how long a suspect must have been silent, by everyone's
+// evidence, before failed exchanges may declare it failed.
+//
+// While our exchanges fail only with dead partners, it is half of Expiry
+// (rounded up to a whole period): detection then takes about that long,
+// not Expiry plus probes. Once a suspicion of ours turns out false (our
+// network loses messages, or we or our partners are starved), for
+// calmWindow Expiries, and in a peer's first startWindow Expiries, it is
+// the full Expiry: a live member's evidence can be half an Expiry old by
+// chance, and where messages are lost, failed exchanges in a row come
+// often enough to meet that chance. This is a simplified form of
+// Lifeguard's local health; the simulator's loss scenarios measure it.
+func (s *state) confirmAge(now time.Time) time.Duration {
+	if s.cautious(now) {
+		return s.expiry()
+	}
+	return s.halfExpiry()
+}
+
+// halfExpiry is half of Expiry, rounded up to a whole period.
+func (s *state) halfExpiry() time.Duration {
+	p := s.cfg.PingPeriod
+	return (s.expiry()/2 + p - 1) / p * p
 }
 
 // expiry is Expiry, or by default max(5, ⌈1.25·log2(N+1)⌉) rounds: the
@@ -338,8 +411,7 @@ func (s *state) expiry() time.Duration {
 	if !s.cfg.autoExpiry {
 		return s.cfg.Expiry
 	}
-	k := max(5, int(math.Ceil(1.25*math.Log2(float64(len(s.view)+1)))))
-	return time.Duration(k) * s.cfg.PingPeriod
+	return DefaultExpiry(len(s.view), s.cfg.PingPeriod)
 }
 
 // tick returns a Lamport time for a new local write. The clock first
@@ -363,10 +435,11 @@ func (s *state) learn(addr string, age byte, digest uint64, now time.Time) {
 	if t.After(s.seen[addr]) {
 		s.seen[addr] = t
 		s.held[addr] = digest
-		if s.suspects[addr] && now.Sub(t) <= s.expiry() {
+		if since, ok := s.suspects[addr]; ok && t.After(since) && now.Sub(t) <= s.expiry() {
 			delete(s.suspects, addr)
 			delete(s.probeFails, addr)
 			s.stats.SuspicionsRefuted++
+			s.refuted = now
 		}
 	}
 }
@@ -474,6 +547,10 @@ func (s *state) answerAges(req *meshpb.SyncRequest, now time.Time) *meshpb.SyncR
 
 // onResponse applies an answer and returns the follow-up exchange, if any.
 func (s *state) onResponse(ex *exchange, resp *meshpb.SyncResponse, now time.Time) (*exchange, error) {
+	if ex.kind == push {
+		s.pushed(ex)
+		return nil, nil
+	}
 	if ex.kind == suspectProbe || ex.kind == deadProbe || ex.kind == seedProbe {
 		s.reached(ex, now)
 	}
@@ -550,17 +627,31 @@ func (s *state) reached(ex *exchange, now time.Time) {
 
 // onError handles a failed exchange.
 func (s *state) onError(ex *exchange, err error, now time.Time) {
-	s.done(ex)
 	s.stats.SyncErrors++
+	if ex.kind == push {
+		s.pushed(ex) // anti-entropy delivers it anyway
+		return
+	}
+	s.done(ex)
 	switch ex.kind {
-	case suspectProbe:
-		if s.suspects[ex.addr] && s.liveMember(ex.addr) && s.expired(ex.addr, now) {
-			// Two failed probes in a row: one lost message must not remove a
-			// live member. A dead one refuses at once, so this costs one round.
-			if s.probeFails[ex.addr]++; s.probeFails[ex.addr] >= failedProbesToDeclare {
-				s.log.Info("member failed", "addr", ex.addr, "silent", now.Sub(s.seen[ex.addr]).Round(time.Millisecond), "err", err)
-				s.declare(ex.addr, meshpb.State_STATE_FAILED, now)
-			}
+	case gossipPartner, suspectProbe:
+		// A member we cannot reach is suspected at once (SWIM's direct
+		// probe), but declared failed only after failedProbesToDeclare
+		// failures in a row, once the cluster's evidence of it is older
+		// than confirmAge. On the cautious rule, failures count only once
+		// the evidence is half an Expiry old.
+		if !s.liveMember(ex.addr) {
+			break
+		}
+		s.suspect(ex.addr, now.Add(-s.cfg.RPCTimeout)) // when the call started, at the latest
+		silent := s.silent(ex.addr, now)
+		if s.cautious(now) && silent <= s.halfExpiry() {
+			break
+		}
+		s.probeFails[ex.addr]++
+		if s.probeFails[ex.addr] >= failedProbesToDeclare && silent > s.confirmAge(now) {
+			s.log.Info("member failed", "addr", ex.addr, "silent", silent.Round(time.Millisecond), "err", err)
+			s.declare(ex.addr, meshpb.State_STATE_FAILED, now)
 		}
 	case seedProbe:
 		s.backoff(s.seeds[ex.addr], now)
@@ -601,6 +692,43 @@ func (s *state) declare(addr string, st meshpb.State, now time.Time) {
 	}
 	if c, ok, _ := s.members.Put(e); ok {
 		s.changed([]crdt.Change[string, member]{c}, now)
+		if st == meshpb.State_STATE_FAILED {
+			// Everyone at once, as a leave: the others need not find out
+			// by probing it themselves, a round or more later each.
+			s.push(e, s.others())
+		}
+	}
+}
+
+// others returns every live member but self.
+func (s *state) others() []string {
+	out := make([]string, 0, len(s.view))
+	for _, a := range s.view {
+		if a != s.self {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// push queues e to be told to each of to, one-way, beside anti-entropy.
+func (s *state) push(e entry, to []string) {
+	if len(to) == 0 {
+		return
+	}
+	req := &meshpb.SyncRequest{Cluster: s.cfg.ClusterName, From: s.self, Push: true,
+		Delta: encodeEntries([]entry{e}), Clock: s.clock.Time()}
+	for _, a := range to {
+		s.pushes = append(s.pushes, &exchange{addr: a, req: req, kind: push})
+	}
+}
+
+// pushed closes the connection a push opened to an address that stopped
+// being a live member while the push was in flight: the removal's own
+// Forget came before it.
+func (s *state) pushed(ex *exchange) {
+	if !s.liveMember(ex.addr) {
+		s.forget = append(s.forget, ex.addr)
 	}
 }
 
@@ -612,13 +740,7 @@ func (s *state) leave(now time.Time) (*meshpb.SyncRequest, []string) {
 	e, _ := s.members.Lookup(s.self)
 	req := &meshpb.SyncRequest{Cluster: s.cfg.ClusterName, From: s.self, Push: true,
 		Delta: encodeEntries([]entry{e}), Clock: s.clock.Time()}
-	var to []string
-	for _, a := range s.view {
-		if a != s.self {
-			to = append(to, a)
-		}
-	}
-	return req, to
+	return req, s.others()
 }
 
 // observeClock moves the Lamport clock to a partner's, within maxClockJump.
@@ -675,7 +797,9 @@ func (s *state) applyEntries(in []*meshpb.Entry, cov crdt.VersionVector, now tim
 		// left). This process is the authority on its own entry.
 		s.stats.Refutations++
 		s.log.Info("refuting an entry for this peer", "writer", e.Stamp.Writer, "stamp", e.Stamp.String(), "state", e.Value.state)
-		s.assertSelf(now)
+		// Told to everyone, as a failure is: a false one must not
+		// linger while the refutation spreads by anti-entropy.
+		s.push(s.assertSelf(now), s.others())
 	}
 	return nil
 }

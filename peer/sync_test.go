@@ -69,6 +69,23 @@ func tick(t *testing.T, net map[string]*state, now time.Time) {
 		for _, ex := range st.round(now) {
 			deliver(t, net, st, ex, now)
 		}
+		flushPushes(t, net, names, now)
+	}
+}
+
+// flushPushes delivers every queued push, and the pushes those cause.
+func flushPushes(t *testing.T, net map[string]*state, names []string, now time.Time) {
+	t.Helper()
+	for more := true; more; {
+		more = false
+		for _, a := range names {
+			pushes := net[a].pushes
+			net[a].pushes = nil
+			for _, ex := range pushes {
+				more = true
+				deliver(t, net, net[a], ex, now)
+			}
+		}
 	}
 }
 
@@ -100,9 +117,10 @@ func cluster(t *testing.T, n int) (map[string]*state, []string, time.Time) {
 		now = now.Add(p)
 		tick(t, net, now)
 	}
+	want := slices.Sorted(slices.Values(names))
 	for _, a := range names {
-		if got := liveKeys(net[a]); !slices.Equal(got, names) {
-			t.Fatalf("%s sees %v after 20 rounds, want %v", a, got, names)
+		if got := liveKeys(net[a]); !slices.Equal(got, want) {
+			t.Fatalf("%s sees %v after 20 rounds, want %v", a, got, want)
 		}
 	}
 	return net, names, now
@@ -552,5 +570,146 @@ func TestAuthorityRejectsImpersonation(t *testing.T) {
 	fail := &meshpb.Entry{Addr: victim, Time: e.Stamp.Time + 6, Writer: names[3] + "#1", State: meshpb.State_STATE_FAILED}
 	if _, err := target.answer(&meshpb.SyncRequest{Full: true, Delta: []*meshpb.Entry{fail}}, now); err != nil {
 		t.Fatalf("FAILED tombstone refused: %v", err)
+	}
+}
+
+// calm ticks net until no state is on the cautious rule (a new peer
+// starts on it) and returns the time.
+func calm(t *testing.T, net map[string]*state, now time.Time) time.Time {
+	t.Helper()
+	for i := 0; ; i++ {
+		quiet := true
+		for _, st := range net {
+			quiet = quiet && !st.cautious(now)
+		}
+		if quiet {
+			return now
+		}
+		if i > 500 {
+			t.Fatal("still cautious after 500 rounds on a clean network")
+		}
+		now = now.Add(p)
+		tick(t, net, now)
+	}
+}
+
+// On a clean network a crashed member is declared failed once failed
+// exchanges meet half an Expiry of silence, and the declaration is pushed
+// to everyone at once: all drop it in the round of the first declaration.
+func TestCrashDetectedFastOnCleanNetwork(t *testing.T) {
+	net, names, now := cluster(t, 64)
+	now = calm(t, net, now)
+	victim := names[17]
+	delete(net, victim)
+	crash := now
+	for {
+		now = now.Add(p)
+		tick(t, net, now)
+		dropped := 0
+		for _, st := range net {
+			if !st.liveMember(victim) {
+				dropped++
+			}
+		}
+		if dropped == 0 {
+			if now.Sub(crash) > 20*p {
+				t.Fatal("crashed peer not removed by anyone in 20 rounds")
+			}
+			continue
+		}
+		if dropped != len(net) {
+			t.Fatalf("%d of %d peers dropped the crashed peer in the round of the first declaration, want all: the failure is pushed", dropped, len(net))
+		}
+		st := net[names[0]]
+		limit := st.confirmAge(now) + 2*p
+		t.Logf("removed by all after %v (Expiry %v, confirmAge %v)", now.Sub(crash), st.expiry(), st.confirmAge(now))
+		if d := now.Sub(crash); d > limit {
+			t.Fatalf("removal took %v, want at most confirmAge + 2 periods = %v", d, limit)
+		}
+		var suspicions uint64
+		for _, st := range net {
+			suspicions += st.stats.Suspicions
+		}
+		if suspicions == 0 {
+			t.Fatal("no suspicion counted")
+		}
+		return
+	}
+}
+
+// Failed exchanges with a member whose evidence is between half an
+// Expiry and an Expiry old remove it on a clean network, but not on the
+// cautious rule that a false suspicion switches on.
+func TestFalseSuspicionMakesPeerCautious(t *testing.T) {
+	for _, cautious := range []bool{false, true} {
+		t.Run(fmt.Sprint("cautious=", cautious), func(t *testing.T) {
+			net, names, now := cluster(t, 8)
+			now = calm(t, net, now)
+			a, b := net[names[0]], names[1]
+			if cautious {
+				// b was suspected and then seen running: messages get lost.
+				a.suspect(b, now)
+				now = now.Add(p / 4)
+				a.learn(b, 0, a.digest, now)
+				if _, ok := a.suspects[b]; ok || !a.cautious(now) {
+					t.Fatalf("fresh evidence did not clear the suspicion (suspects %v) or make a cautious", a.suspects)
+				}
+			}
+			a.seen[b] = now.Add(-a.halfExpiry()) // half an Expiry of silence
+			for i := range failedProbesToDeclare {
+				if i > 0 && !a.liveMember(b) {
+					t.Fatalf("%d failed exchanges removed a member", i)
+				}
+				now = now.Add(p / 4)
+				a.inflight[b] = true
+				a.onError(&exchange{addr: b, kind: gossipPartner}, errors.New("lost"), now)
+			}
+			if removed := !a.liveMember(b); removed == cautious {
+				t.Fatalf("cautious=%v: after %d failed exchanges, removed = %v (silent %v, Expiry %v)", cautious, failedProbesToDeclare, removed, a.silent(b, now), a.expiry())
+			}
+		})
+	}
+}
+
+// Evidence that a suspect ran before the exchange that failed says nothing
+// about the failure and must not clear the suspicion; later evidence does.
+func TestStaleEvidenceDoesNotClearSuspicion(t *testing.T) {
+	net, names, now := cluster(t, 4)
+	a, b := net[names[0]], names[1]
+	a.seen[b] = now.Add(-3 * p)
+	a.inflight[b] = true
+	a.onError(&exchange{addr: b, kind: gossipPartner}, errors.New("refused"), now)
+	a.learn(b, 2*ageScale, a.digest, now) // ran 2 periods ago: newer than a's, older than the call
+	if _, ok := a.suspects[b]; !ok {
+		t.Fatal("evidence from before the failed call cleared the suspicion")
+	}
+	a.learn(b, 0, a.digest, now.Add(p/2))
+	if _, ok := a.suspects[b]; ok {
+		t.Fatal("evidence from after the failed call did not clear the suspicion")
+	}
+	if a.stats.SuspicionsRefuted != 1 {
+		t.Fatalf("SuspicionsRefuted = %d, want 1", a.stats.SuspicionsRefuted)
+	}
+}
+
+// A meta update is pushed at once to Fanout+2 members, beside anti-entropy.
+func TestMetaUpdatePushedAtOnce(t *testing.T) {
+	net, names, now := cluster(t, 8)
+	a := net[names[0]]
+	if err := a.setMeta(&meshpb.PeerMeta{Name: "v2"}, now); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := len(a.pushes), a.cfg.Fanout+2; got != want {
+		t.Fatalf("%d pushes queued, want Fanout+2 = %d", got, want)
+	}
+	flushPushes(t, net, names, now)
+	seen := 0
+	for _, st := range net {
+		if m, _ := st.members.Get(a.self); m.meta.GetName() == "v2" {
+			seen++
+		}
+	}
+	if seen != a.cfg.Fanout+3 {
+		t.Fatalf("%d peers hold the new meta before any round, want Fanout+3 = %d", seen, a.cfg.Fanout+3)
 	}
 }
