@@ -38,6 +38,11 @@ type Config struct {
 	// Period is the gossip round (peer.PeerConfig.PingPeriod); 0 means
 	// peer.DefaultPingPeriod. Every agent of a cluster should use the same.
 	Period time.Duration
+	// RPCTimeout is peer.PeerConfig.RPCTimeout: how long a gossip call may
+	// take; 0 means Period. Raise it above the network's worst round-trip
+	// time (a WAN, a jittery link), or every slow answer counts as a
+	// failed exchange.
+	RPCTimeout time.Duration
 	// Cluster is peer.PeerConfig.ClusterName: agents of differently named
 	// clusters refuse to merge.
 	Cluster string
@@ -106,6 +111,9 @@ func (c Config) Validate() error {
 	if c.Period < 0 || (c.Period > 0 && c.Period < time.Millisecond) {
 		errs = append(errs, fmt.Errorf("--period %v: must be at least 1ms", c.Period))
 	}
+	if c.RPCTimeout < 0 {
+		errs = append(errs, fmt.Errorf("--rpc-timeout %v: must not be negative (0 means --period)", c.RPCTimeout))
+	}
 	if c.Snapshot != "" {
 		dir := filepath.Dir(c.Snapshot)
 		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
@@ -165,6 +173,7 @@ func (c Config) peerConfig(self string) peer.PeerConfig {
 	return peer.PeerConfig{
 		SelfEndpoint: self,
 		PingPeriod:   c.Period,
+		RPCTimeout:   c.RPCTimeout,
 		ClusterName:  c.Cluster,
 		Logger:       c.logger(),
 	}

@@ -64,7 +64,11 @@ func (t *grpcTransport) Sync(ctx context.Context, addr string, req *meshpb.SyncR
 }
 
 // Connect waits until the connection to addr is ready, and fails when
-// it cannot be made (refused, unreachable) or ctx ends first.
+// it cannot be made (refused, unreachable) or ctx ends first. A failed
+// connection fails this call but is redialled at once: gRPC would
+// otherwise fail every call for its reconnect backoff (a second and
+// more), and one reset connection would look like a run of failed
+// exchanges.
 func (t *grpcTransport) Connect(ctx context.Context, addr string) error {
 	c, err := t.conn(addr)
 	if err != nil {
@@ -75,7 +79,10 @@ func (t *grpcTransport) Connect(ctx context.Context, addr string) error {
 		switch s {
 		case connectivity.Ready:
 			return nil
-		case connectivity.TransientFailure, connectivity.Shutdown:
+		case connectivity.Shutdown:
+			return fmt.Errorf("connect to %s: connection closed", addr)
+		case connectivity.TransientFailure:
+			c.ResetConnectBackoff()
 			return fmt.Errorf("connect to %s: %v", addr, s)
 		case connectivity.Idle:
 			c.Connect()

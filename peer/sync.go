@@ -684,11 +684,16 @@ func (s *state) done(ex *exchange) { delete(s.inflight, ex.addr) }
 
 // declare writes a tombstone for addr in the given state.
 func (s *state) declare(addr string, st meshpb.State, now time.Time) {
-	last, _ := s.members.Lookup(addr)
-	e := entry{Key: addr, Stamp: crdt.Stamp{Time: s.tick(now), Writer: s.writer}, Deleted: true,
-		Value: member{meta: last.Value.meta, state: st}}
-	if addr == s.self {
+	last, known := s.members.Lookup(addr)
+	e := entry{Key: addr, Deleted: true, Value: member{meta: last.Value.meta, state: st}}
+	switch {
+	case addr == s.self:
+		e.Stamp = crdt.Stamp{Time: s.tick(now), Writer: s.writer}
 		s.sign(&e)
+	case st == meshpb.State_STATE_FAILED && known:
+		e.Stamp = failedStamp(last.Stamp)
+	default:
+		e.Stamp = crdt.Stamp{Time: s.tick(now), Writer: s.writer}
 	}
 	if c, ok, _ := s.members.Put(e); ok {
 		s.changed([]crdt.Change[string, member]{c}, now)
@@ -699,6 +704,20 @@ func (s *state) declare(addr string, st meshpb.State, now time.Time) {
 		}
 	}
 }
+
+// failedStamp is the stamp of a failure declared over an entry stamped
+// alive: the same time, and the writer with failedMark appended, which
+// sorts just above it. A failure so kills exactly the entry its declarer
+// saw: any later write of the member (a new meta, a refutation, a
+// restart) that the declarer had not seen yet wins over it, so a slow
+// declarer cannot remove a member's newer incarnation. Every peer that
+// declares the same entry failed writes the same tombstone.
+func failedStamp(alive crdt.Stamp) crdt.Stamp {
+	return crdt.Stamp{Time: alive.Time, Writer: alive.Writer + failedMark}
+}
+
+// failedMark ends the writer id of a failure tombstone.
+const failedMark = "!"
 
 // others returns every live member but self.
 func (s *state) others() []string {
@@ -878,8 +897,12 @@ func (s *state) decodeEntry(pe *meshpb.Entry) (entry, error) {
 	if err := ValidateEndpoint(addr); err != nil {
 		return entry{}, fmt.Errorf("%w: entry address: %w", errBadRequest, err)
 	}
-	if len(w) > MaxWriterBytes {
-		return entry{}, fmt.Errorf("%w: entry for %s: writer id is %d bytes, above MaxWriterBytes (%d)", errBadRequest, addr, len(w), MaxWriterBytes)
+	limit := MaxWriterBytes
+	if pe.GetState() == meshpb.State_STATE_FAILED {
+		limit += len(failedMark) // see failedStamp
+	}
+	if len(w) > limit {
+		return entry{}, fmt.Errorf("%w: entry for %s: writer id is %d bytes, above MaxWriterBytes (%d)", errBadRequest, addr, len(w), limit)
 	}
 	cert, sig := pe.GetCert(), pe.GetSig()
 	if n := len(cert) + len(sig); n > MaxCredentialBytes {

@@ -713,3 +713,36 @@ func TestMetaUpdatePushedAtOnce(t *testing.T) {
 		t.Fatalf("%d peers hold the new meta before any round, want Fanout+3 = %d", seen, a.cfg.Fanout+3)
 	}
 }
+
+// A failure kills the entry its declarer saw, not a newer one: a slow
+// declarer must not remove a member that has since written again (a new
+// meta here; a restart or a refutation alike).
+func TestFailureDoesNotKillNewerEntry(t *testing.T) {
+	net, names, now := cluster(t, 3)
+	a, b, c := net[names[0]], net[names[1]], net[names[2]]
+	if err := b.setMeta(&meshpb.PeerMeta{Name: "v2"}, now); err != nil {
+		t.Fatal(err)
+	}
+	b.pushes = nil
+	newer, _ := b.members.Lookup(b.self)
+	if err := a.applyEntries(encodeEntries([]entry{newer}), nil, now); err != nil {
+		t.Fatal(err)
+	}
+	c.declare(b.self, meshpb.State_STATE_FAILED, now) // c never saw v2
+	tomb, _ := c.members.Lookup(b.self)
+	if err := a.applyEntries(encodeEntries([]entry{tomb}), nil, now); err != nil {
+		t.Fatal(err)
+	}
+	if m, ok := a.members.Get(b.self); !ok || m.meta.GetName() != "v2" {
+		t.Fatalf("a failure declared over b's older entry removed its newer one at a (live %v, meta %v)", ok, m.meta)
+	}
+	// Two peers declaring the same entry failed write the same tombstone.
+	old, _ := b.members.Lookup(b.self)
+	if got := failedStamp(old.Stamp); !old.Stamp.Less(got) {
+		t.Fatalf("failedStamp(%v) = %v, want just above it", old.Stamp, got)
+	}
+	a.declare(b.self, meshpb.State_STATE_FAILED, now)
+	if ta, _ := a.members.Lookup(b.self); ta.Stamp != failedStamp(newer.Stamp) {
+		t.Fatalf("a declared b failed with stamp %v, want %v", ta.Stamp, failedStamp(newer.Stamp))
+	}
+}
