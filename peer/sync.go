@@ -105,10 +105,29 @@ type state struct {
 	members crdt.Map[string, member]
 	digest  uint64   // XOR of entryHash over all entries: equal ⇒ same state
 	view    []string // sorted live addresses, self included; replaced, never mutated
-	index   map[string]int
+	selfPos int      // self's index in view, -1 when absent (left)
 
-	seen       map[string]time.Time // latest time each live member is known to have run
-	held       map[string]uint64    // digest of the state it held then
+	// Evidence of liveness, one slot per view position (rebuildView
+	// remaps them when the view changes): seen[i] is the latest time,
+	// as an offset from origin, at which view[i] is known to have run
+	// (noEvidence if none), held[i] the digest of the state it held then
+	// (heldOK[i] false if none). Slices rather than maps keyed by
+	// address: every round walks all of them, and a simulator holds
+	// thousands of states, so lookups and bytes per member count.
+	seen   []time.Duration
+	held   []uint64
+	heldOK []bool
+	// graced holds the grace evidence (seen = when we learnt of it) of
+	// members that became live since the last rebuildView.
+	graced map[string]time.Duration
+	origin time.Time // time zero of seen
+	// offNow and off cache origin's offset of the last time converted.
+	offNow time.Time
+	off    time.Duration
+	// expiryN and expiryD cache expiry() for a view of expiryN members.
+	expiryN int
+	expiryD time.Duration
+
 	suspects   map[string]bool
 	probeFails map[string]int // consecutive failed probes of each suspect
 	seeds      map[string]*retry
@@ -134,8 +153,10 @@ func newState(cfg PeerConfig, now time.Time) *state {
 		meta:       &meshpb.PeerMeta{},
 		rng:        cfg.Rand,
 		log:        cfg.Logger,
-		seen:       map[string]time.Time{},
-		held:       map[string]uint64{},
+		selfPos:    -1,
+		origin:     now,
+		offNow:     now,
+		expiryN:    -1,
 		suspects:   map[string]bool{},
 		probeFails: map[string]int{},
 		seeds:      map[string]*retry{},
@@ -222,8 +243,8 @@ func (s *state) round(now time.Time) []*exchange {
 		out = append(out, &exchange{addr: addr, req: s.digestRequest(now), view: s.view, kind: kind})
 	}
 	if !starved {
-		for _, a := range s.view {
-			if a != s.self && s.expired(a, now) {
+		for i, a := range s.view {
+			if i != s.selfPos && s.expiredAt(i, now) {
 				if !s.suspects[a] {
 					s.suspects[a] = true
 					s.stats.Suspicions++
@@ -269,8 +290,8 @@ func (s *state) round(now time.Time) []*exchange {
 // one age byte per member of the view, nothing else.
 func (s *state) digestRequest(now time.Time) *meshpb.SyncRequest {
 	req := &meshpb.SyncRequest{Cluster: s.cfg.ClusterName, Digest: s.digest, Ages: s.denseAges(now)}
-	for i, a := range s.view {
-		if d, ok := s.held[a]; ok && d != s.digest {
+	for i, d := range s.held {
+		if s.heldOK[i] && d != s.digest {
 			req.OtherIndex = append(req.OtherIndex, uint32(i))
 			req.OtherDigest = append(req.OtherDigest, d)
 		}
@@ -292,10 +313,31 @@ func others(idx []uint32, digests []uint64) map[uint32]uint64 {
 
 func (s *state) denseAges(now time.Time) []byte {
 	ages := make([]byte, len(s.view))
-	for i, a := range s.view {
-		ages[i] = s.ageOf(a, now)
+	off := s.offset(now)
+	for i := range ages {
+		ages[i] = s.ageAt(i, off)
 	}
 	return ages
+}
+
+// noEvidence is the seen offset of a member with no evidence.
+const noEvidence = time.Duration(math.MinInt64)
+
+// offset returns now as an offset from origin, the unit of seen. It
+// remembers the last time converted: the hot loops ask for the same
+// now once per member.
+func (s *state) offset(now time.Time) time.Duration {
+	// == rather than Equal: an identical value is all the cache needs,
+	// and it is the cheaper test.
+	if now != s.offNow {
+		s.offNow, s.off = now, now.Sub(s.origin)
+	}
+	return s.off
+}
+
+// pos returns addr's index in the view.
+func (s *state) pos(addr string) (int, bool) {
+	return slices.BinarySearch(s.view, addr)
 }
 
 // ageOf is the age of our evidence for addr in 1/ageScale periods,
@@ -304,12 +346,24 @@ func (s *state) ageOf(addr string, now time.Time) byte {
 	if addr == s.self {
 		return 0
 	}
-	t, ok := s.seen[addr]
+	i, ok := s.pos(addr)
 	if !ok {
 		return noAge
 	}
+	return s.ageAt(i, s.offset(now))
+}
+
+// ageAt is ageOf for view position i at offset now.
+func (s *state) ageAt(i int, now time.Duration) byte {
+	if i == s.selfPos {
+		return 0
+	}
+	t := s.seen[i]
+	if t == noEvidence {
+		return noAge
+	}
 	unit := s.cfg.PingPeriod / ageScale
-	d := now.Sub(t)
+	d := now - t
 	if d <= 0 {
 		return 0
 	}
@@ -320,14 +374,47 @@ func (s *state) ageOf(addr string, now time.Time) byte {
 	return byte(n)
 }
 
+// lastSeen returns when addr was last known to run (zero if never).
+func (s *state) lastSeen(addr string) time.Time {
+	if i, ok := s.pos(addr); ok && s.seen[i] != noEvidence {
+		return s.origin.Add(s.seen[i])
+	}
+	return time.Time{}
+}
+
+// grace gives a member that just became live evidence as of now: it is
+// not expired before it had a chance to be heard of.
+func (s *state) grace(addr string, now time.Time) {
+	if s.graced == nil {
+		s.graced = map[string]time.Duration{}
+	}
+	s.graced[addr] = s.offset(now)
+}
+
 // expired reports whether addr has shown no sign of life for Expiry,
 // not counting time before our own last stall.
 func (s *state) expired(addr string, now time.Time) bool {
-	last := s.seen[addr]
-	if s.resumed.After(last) {
-		last = s.resumed
+	i, ok := s.pos(addr)
+	if !ok {
+		// No evidence: expired unless we stalled.
+		return s.resumed.IsZero() || now.Sub(s.resumed) > s.expiry()
 	}
-	return now.Sub(last) > s.expiry()
+	return s.expiredAt(i, now)
+}
+
+// expiredAt is expired for view position i.
+func (s *state) expiredAt(i int, now time.Time) bool {
+	off, exp := s.offset(now), s.expiry()
+	last := s.seen[i]
+	if last != noEvidence && off-last <= exp {
+		return false // fresh evidence; a stall only ever moves last later
+	}
+	if !s.resumed.IsZero() {
+		if r := s.resumed.Sub(s.origin); r > last {
+			last = r
+		}
+	}
+	return last == noEvidence || off-last > exp
 }
 
 // expiry is Expiry, or by default max(5, ⌈1.25·log2(N+1)⌉) rounds: the
@@ -338,8 +425,11 @@ func (s *state) expiry() time.Duration {
 	if !s.cfg.autoExpiry {
 		return s.cfg.Expiry
 	}
-	k := max(5, int(math.Ceil(1.25*math.Log2(float64(len(s.view)+1)))))
-	return time.Duration(k) * s.cfg.PingPeriod
+	if n := len(s.view); n != s.expiryN { // cached: round asks once per member
+		k := max(5, int(math.Ceil(1.25*math.Log2(float64(n+1)))))
+		s.expiryN, s.expiryD = n, time.Duration(k)*s.cfg.PingPeriod
+	}
+	return s.expiryD
 }
 
 // tick returns a Lamport time for a new local write. The clock first
@@ -356,35 +446,73 @@ func (s *state) tick(now time.Time) uint64 {
 // learn records evidence that addr ran age units before now, holding the
 // state named by digest.
 func (s *state) learn(addr string, age byte, digest uint64, now time.Time) {
-	if age == noAge || !s.liveMember(addr) {
+	if i, ok := s.pos(addr); ok {
+		s.learnAt(i, age, digest, now)
+	}
+}
+
+// learnIn is learn for position i of view, a view this state had: the
+// request's of an exchange, usually still the current one.
+func (s *state) learnIn(view []string, i int, age byte, digest uint64, now time.Time) {
+	if len(view) == len(s.view) && len(view) > 0 && &view[0] == &s.view[0] {
+		s.learnAt(i, age, digest, now)
 		return
 	}
-	t := now.Add(-time.Duration(age) * (s.cfg.PingPeriod / ageScale))
-	if t.After(s.seen[addr]) {
-		s.seen[addr] = t
-		s.held[addr] = digest
-		if s.suspects[addr] && now.Sub(t) <= s.expiry() {
-			delete(s.suspects, addr)
-			delete(s.probeFails, addr)
+	s.learn(view[i], age, digest, now)
+}
+
+// learnAt is learn for view position i.
+func (s *state) learnAt(i int, age byte, digest uint64, now time.Time) {
+	if age == noAge || i == s.selfPos {
+		return
+	}
+	off := s.offset(now)
+	t := off - time.Duration(age)*(s.cfg.PingPeriod/ageScale)
+	if t > s.seen[i] {
+		s.seen[i] = t
+		s.held[i], s.heldOK[i] = digest, true
+		if len(s.suspects) > 0 && s.suspects[s.view[i]] && off-t <= s.expiry() {
+			delete(s.suspects, s.view[i])
+			delete(s.probeFails, s.view[i])
 			s.stats.SuspicionsRefuted++
 		}
 	}
 }
 
 func (s *state) namedAges(now time.Time) []*meshpb.Age {
-	out := make([]*meshpb.Age, 0, len(s.view))
-	for _, a := range s.view {
-		if age := s.ageOf(a, now); age != noAge {
-			out = append(out, &meshpb.Age{Addr: a, Periods: uint32(age), Digest: s.heldBy(a)})
+	off := s.offset(now)
+	n := 0
+	for i := range s.view {
+		if s.ageAt(i, off) != noAge {
+			n++
+		}
+	}
+	slab := make([]meshpb.Age, n) // one allocation for the n messages
+	out := make([]*meshpb.Age, 0, n)
+	for i, a := range s.view {
+		if age := s.ageAt(i, off); age != noAge {
+			m := &slab[len(out)]
+			m.Addr, m.Periods, m.Digest = a, uint32(age), s.heldAt(i)
+			out = append(out, m)
 		}
 	}
 	return out
 }
 
 func (s *state) learnNamed(ages []*meshpb.Age, now time.Time) {
+	next := 0 // honest peers list ages in view order: try the next position first
 	for _, a := range ages {
-		if a.GetPeriods() < noAge {
-			s.learn(a.GetAddr(), byte(a.GetPeriods()), a.GetDigest(), now)
+		if a.GetPeriods() >= noAge {
+			continue
+		}
+		addr := a.GetAddr()
+		i, ok := next, next < len(s.view) && s.view[next] == addr
+		if !ok {
+			i, ok = s.pos(addr)
+		}
+		if ok {
+			s.learnAt(i, byte(a.GetPeriods()), a.GetDigest(), now)
+			next = i + 1
 		}
 	}
 }
@@ -394,14 +522,26 @@ func (s *state) heldBy(addr string) uint64 {
 	if addr == s.self {
 		return s.digest
 	}
-	return s.held[addr]
+	if i, ok := s.pos(addr); ok {
+		return s.heldAt(i)
+	}
+	return 0
+}
+
+// heldAt is heldBy for view position i.
+func (s *state) heldAt(i int) uint64 {
+	if i == s.selfPos {
+		return s.digest
+	}
+	return s.held[i]
 }
 
 // converged reports whether the freshest evidence of every live member,
 // none older than Expiry, shows it holding exactly our state.
 func (s *state) converged(now time.Time) bool {
-	for _, a := range s.view {
-		if a != s.self && (s.held[a] != s.digest || now.Sub(s.seen[a]) > s.expiry()) {
+	off, exp := s.offset(now), s.expiry()
+	for i := range s.view {
+		if i != s.selfPos && (s.held[i] != s.digest || s.seen[i] == noEvidence || off-s.seen[i] > exp) {
 			return false
 		}
 	}
@@ -452,18 +592,36 @@ func (s *state) answer(req *meshpb.SyncRequest, now time.Time) (*meshpb.SyncResp
 // learn from its ages, and send back only the ages we have fresher.
 // Evidence carries the state its member held: ours unless listed.
 func (s *state) answerAges(req *meshpb.SyncRequest, now time.Time) *meshpb.SyncResponse {
-	theirs, other := req.GetAges(), others(req.GetOtherIndex(), req.GetOtherDigest())
-	resp := &meshpb.SyncResponse{Digest: s.digest}
-	for i, a := range s.view {
-		d, ok := other[uint32(i)]
-		if !ok {
-			d = s.digest
+	theirs := req.GetAges()
+	idx, digests := req.GetOtherIndex(), req.GetOtherDigest()
+	idx = idx[:min(len(idx), len(digests))]
+	// Honest peers list other digests in increasing index order: walk
+	// them with a cursor. Otherwise (duplicates, disorder) a map, in which
+	// the last listing of an index wins.
+	var other map[uint32]uint64
+	for j := 1; j < len(idx); j++ {
+		if idx[j] <= idx[j-1] {
+			other = others(idx, digests)
+			break
 		}
-		s.learn(a, theirs[i], d, now)
-		if mine := s.ageOf(a, now); mine < theirs[i] {
+	}
+	resp := &meshpb.SyncResponse{Digest: s.digest}
+	off, k := s.offset(now), 0
+	for i := range s.view {
+		d := s.digest
+		if other != nil {
+			if o, ok := other[uint32(i)]; ok {
+				d = o
+			}
+		} else if k < len(idx) && idx[k] == uint32(i) {
+			d = digests[k]
+			k++
+		}
+		s.learnAt(i, theirs[i], d, now)
+		if mine := s.ageAt(i, off); mine < theirs[i] {
 			resp.FresherIndex = append(resp.FresherIndex, uint32(i))
 			resp.FresherAges = append(resp.FresherAges, mine)
-			if h := s.heldBy(a); h != s.digest {
+			if h := s.heldAt(i); h != s.digest {
 				resp.OtherIndex = append(resp.OtherIndex, uint32(i))
 				resp.OtherDigest = append(resp.OtherDigest, h)
 			}
@@ -502,7 +660,7 @@ func (s *state) onResponse(ex *exchange, resp *meshpb.SyncResponse, now time.Tim
 				if !ok {
 					d = resp.GetDigest()
 				}
-				s.learn(ex.view[idx[j]], ages[j], d, now)
+				s.learnIn(ex.view, int(idx[j]), ages[j], d, now)
 			}
 		}
 		s.learn(ex.addr, 0, resp.GetDigest(), now)
@@ -558,7 +716,7 @@ func (s *state) onError(ex *exchange, err error, now time.Time) {
 			// Two failed probes in a row: one lost message must not remove a
 			// live member. A dead one refuses at once, so this costs one round.
 			if s.probeFails[ex.addr]++; s.probeFails[ex.addr] >= failedProbesToDeclare {
-				s.log.Info("member failed", "addr", ex.addr, "silent", now.Sub(s.seen[ex.addr]).Round(time.Millisecond), "err", err)
+				s.log.Info("member failed", "addr", ex.addr, "silent", now.Sub(s.lastSeen(ex.addr)).Round(time.Millisecond), "err", err)
 				s.declare(ex.addr, meshpb.State_STATE_FAILED, now)
 			}
 		}
@@ -805,7 +963,7 @@ func (s *state) changed(changes []crdt.Change[string, member], now time.Time) {
 			delete(s.removedAt, addr)
 			delete(s.dead, addr)
 			if addr != s.self {
-				s.seen[addr] = now // grace: evidence starts when we learn of it
+				s.grace(addr, now) // evidence starts when we learn of it
 				s.emit(EventJoin, addr, c.New.Value.meta, now)
 			}
 		case !c.New.Deleted:
@@ -815,8 +973,7 @@ func (s *state) changed(changes []crdt.Change[string, member], now time.Time) {
 		case wasLive:
 			viewChanged = true
 			s.removedAt[addr] = now
-			delete(s.seen, addr)
-			delete(s.held, addr)
+			// Its evidence goes with its view position in rebuildView.
 			delete(s.suspects, addr)
 			delete(s.probeFails, addr)
 			if addr == s.self {
@@ -851,11 +1008,30 @@ func (s *state) rebuildView() {
 		view = append(view, a)
 	}
 	slices.Sort(view)
-	s.view = view
-	s.index = make(map[string]int, len(view))
+	// Carry each member's evidence to its new position: both views are
+	// sorted, so one merge walk does it.
+	seen := make([]time.Duration, len(view))
+	held := make([]uint64, len(view))
+	heldOK := make([]bool, len(view))
+	s.selfPos = -1
+	j := 0
 	for i, a := range view {
-		s.index[a] = i
+		for j < len(s.view) && s.view[j] < a {
+			j++
+		}
+		seen[i] = noEvidence
+		if j < len(s.view) && s.view[j] == a {
+			seen[i], held[i], heldOK[i] = s.seen[j], s.held[j], s.heldOK[j]
+		}
+		if t, ok := s.graced[a]; ok {
+			seen[i] = t
+		}
+		if a == s.self {
+			s.selfPos = i
+		}
 	}
+	s.view, s.seen, s.held, s.heldOK = view, seen, held, heldOK
+	s.graced = nil
 }
 
 // purge drops tombstones older than TombstoneTTL.
