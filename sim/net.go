@@ -1,12 +1,8 @@
 package sim
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
-	"slices"
-
-	"google.golang.org/protobuf/proto"
 
 	"github.com/gossipmesh/mesh/meshpb"
 	"github.com/gossipmesh/mesh/peer"
@@ -105,52 +101,6 @@ var (
 	errRefused  = errors.New("connection refused: no such host")
 )
 
-// marshal encodes m deterministically (map fields in key order).
-var marshalOpts = proto.MarshalOptions{Deterministic: true}
-
-// wire encodes a message as the transport would, counts its bytes, folds
-// it into the trace digest and returns the receiver's copy: decoded from
-// the bytes, so no two machines ever share a message.
-func wire[M proto.Message](s *Sim, msg M, fresh func() M) (M, int) {
-	b, err := marshalOpts.Marshal(msg)
-	if err != nil {
-		panic(fmt.Sprintf("sim: marshal %T: %v", msg, err))
-	}
-	cp := fresh()
-	if err := proto.Unmarshal(b, cp); err != nil {
-		panic(fmt.Sprintf("sim: unmarshal %T: %v", msg, err))
-	}
-	// Version vectors are encoded in map order; sort the copy so that the
-	// digest sees the same bytes for the same content.
-	if canonical(cp) {
-		if b, err = marshalOpts.Marshal(cp); err != nil {
-			panic(err)
-		}
-	}
-	s.tr.bytes(b)
-	s.stats.Messages++
-	s.stats.Bytes += uint64(len(b))
-	return cp, len(b)
-}
-
-// canonical sorts the version vector of a decoded message and reports
-// whether it changed anything.
-func canonical(m proto.Message) bool {
-	var v []*meshpb.WriterTime
-	switch m := m.(type) {
-	case *meshpb.SyncRequest:
-		v = m.Version
-	case *meshpb.SyncResponse:
-		v = m.Version
-	}
-	byWriter := func(a, b *meshpb.WriterTime) int { return cmp.Compare(a.GetWriter(), b.GetWriter()) }
-	if slices.IsSortedFunc(v, byWriter) {
-		return false
-	}
-	slices.SortFunc(v, byWriter)
-	return true
-}
-
 // startCall sends req from n to addr: an exchange step (out) or a leave
 // push. The call fails at its deadline, RPCTimeout from now, unless an
 // answer arrives first.
@@ -167,7 +117,7 @@ func (s *Sim) startCall(n *node, out *peer.Outgoing, req *meshpb.SyncRequest, ad
 		return
 	}
 	c.to = to
-	cp, size := wire(s, req, func() *meshpb.SyncRequest { return new(meshpb.SyncRequest) })
+	cp, size := send(s, req, func() *meshpb.SyncRequest { return new(meshpb.SyncRequest) })
 	kind := recSend
 	if push {
 		kind = recPush
@@ -245,7 +195,7 @@ func (s *Sim) request(c *call) {
 		}
 		return
 	}
-	cp, size := wire(s, resp, func() *meshpb.SyncResponse { return new(meshpb.SyncResponse) })
+	cp, size := send(s, resp, func() *meshpb.SyncResponse { return new(meshpb.SyncResponse) })
 	s.tr.add(rec{at: s.now, kind: recAnswer, a: c.to, b: c.from, x: uint64(size)})
 	if c.timedOut {
 		s.tr.add(rec{at: s.now, kind: recDrop, a: c.to, b: c.from, x: 5})

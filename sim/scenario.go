@@ -183,6 +183,9 @@ func Run(name string, o Options) (*Report, error) {
 	if pc := cfg.Peer; pc.PingPeriod != 0 || pc.Expiry != 0 || pc.Fanout != 0 {
 		cfg.Repro += fmt.Sprintf(" -period %v -expiry %v -fanout %d", pc.PingPeriod, pc.Expiry, pc.Fanout)
 	}
+	if cfg.Wire != WireCopy {
+		cfg.Repro += " -wire " + cfg.Wire.String()
+	}
 	if l := cfg.Latency; l != (Latency{}) {
 		cfg.Repro += fmt.Sprintf(" -latency-min %v -latency-max %v -latency-mean %v", l.Min, l.Max, l.Mean)
 	}

@@ -40,6 +40,9 @@ type Config struct {
 	// AllowFalseRemovals counts false removals without reporting each as
 	// a violation (for loss rates where some are expected).
 	AllowFalseRemovals bool
+	// Wire says how messages cross the network: WireCopy (the default)
+	// or WireShared; the run is the same in both.
+	Wire Wire
 	// Repro is printed with every violation: the command that replays it.
 	Repro string
 	// TraceSize is how many recent records are kept for violation

@@ -19,6 +19,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -44,6 +45,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		latMin    = fs.Duration("latency-min", time.Millisecond, "minimum one-way latency")
 		latMax    = fs.Duration("latency-max", 10*time.Millisecond, "maximum one-way latency")
 		latMean   = fs.Duration("latency-mean", 0, "mean one-way latency: exponential above the minimum (0: uniform min..max)")
+		wire      = fs.String("wire", "copy", "how messages cross the network: copy (encode, decode a copy) or shared (count bytes, hand over the message; for thousands of peers)")
+		cpuprof   = fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
+		memprof   = fs.String("memprofile", "", "write a heap profile at the end of the run to this file")
 		quiet     = fs.Bool("quiet", false, "no progress lines")
 		list      = fs.Bool("list", false, "list the scenarios and exit")
 	)
@@ -64,6 +68,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mesh-sim: -n must be ≥ 0 and 0 ≤ -latency-min ≤ -latency-max\n")
 		return 2
 	}
+	w, err := sim.ParseWire(*wire)
+	if err != nil {
+		fmt.Fprintf(stderr, "mesh-sim: -wire: %v\n", err)
+		return 2
+	}
 	if *seed == 0 {
 		*seed = uint64(time.Now().UnixNano())
 	}
@@ -77,15 +86,34 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// less collection.
 	debug.SetGCPercent(400)
 	o := sim.Options{N: *n, Seed: *seed, Loss: *loss, Duration: *duration, Partition: *partition,
-		Config: sim.Config{Peer: pc, Latency: sim.Latency{Min: *latMin, Max: *latMax, Mean: *latMean}}}
+		Config: sim.Config{Peer: pc, Wire: w, Latency: sim.Latency{Min: *latMin, Max: *latMax, Mean: *latMean}}}
 	if !*quiet {
 		o.Progress = stdout
+	}
+	if *cpuprof != "" {
+		f, err := os.Create(*cpuprof)
+		if err != nil {
+			fmt.Fprintf(stderr, "mesh-sim: -cpuprofile: %v\n", err)
+			return 2
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(stderr, "mesh-sim: -cpuprofile: %v\n", err)
+			return 2
+		}
+		defer pprof.StopCPUProfile()
 	}
 	cpu0 := cpuTime()
 	r, err := sim.Run(*scenario, o)
 	if err != nil {
 		fmt.Fprintf(stderr, "mesh-sim: %v\n", err)
 		return 2
+	}
+	if *memprof != "" {
+		if err := writeHeapProfile(*memprof, r); err != nil {
+			fmt.Fprintf(stderr, "mesh-sim: -memprofile: %v\n", err)
+			return 2
+		}
 	}
 	fmt.Fprint(stdout, r)
 	var ms runtime.MemStats
@@ -106,4 +134,21 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// writeHeapProfile writes the heap profile while r, and through it the
+// simulation, is still reachable: the profile then shows what the
+// simulated peers hold.
+func writeHeapProfile(path string, r *sim.Report) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	runtime.GC()
+	err = pprof.Lookup("heap").WriteTo(f, 0)
+	runtime.KeepAlive(r.Sim())
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
