@@ -118,8 +118,10 @@ type state struct {
 	held   []uint64
 	heldOK []bool
 	// graced holds the grace evidence (seen = when we learnt of it) of
-	// members that became live since the last rebuildView.
+	// members that became live since the last rebuildView, gone those
+	// that stopped being live: rebuildView merges them into the view.
 	graced map[string]time.Duration
+	gone   []string
 	origin time.Time // time zero of seen
 	// offNow and off cache origin's offset of the last time converted.
 	offNow time.Time
@@ -127,6 +129,7 @@ type state struct {
 	// expiryN and expiryD cache expiry() for a view of expiryN members.
 	expiryN int
 	expiryD time.Duration
+	perUnit float64 // ageScale / PingPeriod, for ageAt
 
 	suspects   map[string]bool
 	probeFails map[string]int // consecutive failed probes of each suspect
@@ -157,6 +160,7 @@ func newState(cfg PeerConfig, now time.Time) *state {
 		origin:     now,
 		offNow:     now,
 		expiryN:    -1,
+		perUnit:    1 / float64(cfg.PingPeriod/ageScale),
 		suspects:   map[string]bool{},
 		probeFails: map[string]int{},
 		seeds:      map[string]*retry{},
@@ -243,14 +247,13 @@ func (s *state) round(now time.Time) []*exchange {
 		out = append(out, &exchange{addr: addr, req: s.digestRequest(now), view: s.view, kind: kind})
 	}
 	if !starved {
-		for i, a := range s.view {
-			if i != s.selfPos && s.expiredAt(i, now) {
-				if !s.suspects[a] {
-					s.suspects[a] = true
-					s.stats.Suspicions++
-				}
-				start(a, suspectProbe)
+		for _, i := range s.expiredPositions(now) {
+			a := s.view[i]
+			if !s.suspects[a] {
+				s.suspects[a] = true
+				s.stats.Suspicions++
 			}
+			start(a, suspectProbe)
 		}
 	}
 	for _, addr := range slices.Sorted(maps.Keys(s.seeds)) { // sorted: same seed, same run
@@ -271,17 +274,56 @@ func (s *state) round(now time.Time) []*exchange {
 		start(due, deadProbe)
 	}
 	// Fanout partners, uniformly among live members not already busy.
-	cands := make([]string, 0, len(s.view))
-	for _, a := range s.view {
-		if a != s.self && !s.inflight[a] {
-			cands = append(cands, a)
+	for _, a := range s.partners(s.cfg.Fanout) {
+		start(a, gossipPartner)
+	}
+	return out
+}
+
+// partners draws k distinct members uniformly among the candidates: the
+// live members other than self with no exchange in flight, in view
+// order. It draws as a swap-remove over a list of the candidates would,
+// without building that list (N strings a round at every peer): a draw
+// names a rank among the candidates, mapped to a view position by
+// skipping the few members excluded.
+func (s *state) partners(k int) []string {
+	var excluded []int // view positions that are not candidates, sorted
+	if s.selfPos >= 0 {
+		excluded = append(excluded, s.selfPos)
+	}
+	for a := range s.inflight {
+		if i, ok := s.pos(a); ok && i != s.selfPos {
+			excluded = append(excluded, i)
 		}
 	}
-	for i := 0; i < s.cfg.Fanout && len(cands) > 0; i++ {
-		j := s.rng.IntN(len(cands))
-		start(cands[j], gossipPartner)
-		cands[j] = cands[len(cands)-1]
-		cands = cands[:len(cands)-1]
+	slices.Sort(excluded)
+	n := len(s.view) - len(excluded)
+	// moved lists {r, m}: a swap-remove put the candidate of rank m at
+	// rank r. Fanout is small, so a list beats a map.
+	var moved [][2]int
+	rankAt := func(r int) int {
+		for _, rm := range moved {
+			if rm[0] == r {
+				return rm[1]
+			}
+		}
+		return r
+	}
+	var out []string
+	for ; k > 0 && n > 0; k-- {
+		j := s.rng.IntN(n)
+		i := rankAt(j)
+		for _, e := range excluded {
+			if e > i {
+				break
+			}
+			i++
+		}
+		out = append(out, s.view[i])
+		last := rankAt(n - 1)
+		moved = slices.DeleteFunc(moved, func(rm [2]int) bool { return rm[0] == j })
+		moved = append(moved, [2]int{j, last})
+		n--
 	}
 	return out
 }
@@ -362,16 +404,37 @@ func (s *state) ageAt(i int, now time.Duration) byte {
 	if t == noEvidence {
 		return noAge
 	}
-	unit := s.cfg.PingPeriod / ageScale
 	d := now - t
 	if d <= 0 {
 		return 0
 	}
-	n := (d + unit - 1) / unit
-	if n >= noAge {
+	unit := s.cfg.PingPeriod / ageScale
+	if d > (noAge-1)*unit {
 		return noAge
 	}
+	// ⌈d/unit⌉ without a division (the hot loops take one per member):
+	// an estimate by the reciprocal, off by at most one, corrected exactly.
+	n := time.Duration(float64(d) * s.perUnit)
+	if n*unit < d {
+		n++
+	} else if (n-1)*unit >= d {
+		n--
+	}
 	return byte(n)
+}
+
+// fresher reports whether ageAt(i, now) < age, without computing it:
+// answerAges asks for every member and is true for few.
+func (s *state) fresher(i int, now time.Duration, age byte) bool {
+	switch {
+	case age == 0:
+		return false
+	case i == s.selfPos:
+		return true
+	}
+	// ⌈(now−t)/unit⌉ < age ⇔ now−t ≤ (age−1)·unit; no evidence never is.
+	t := s.seen[i]
+	return t != noEvidence && now-t <= time.Duration(age-1)*(s.cfg.PingPeriod/ageScale)
 }
 
 // lastSeen returns when addr was last known to run (zero if never).
@@ -400,6 +463,20 @@ func (s *state) expired(addr string, now time.Time) bool {
 		return s.resumed.IsZero() || now.Sub(s.resumed) > s.expiry()
 	}
 	return s.expiredAt(i, now)
+}
+
+// expiredPositions returns the view positions of the members other than
+// self that expired: expiredAt for each, with a fast pass that skips the
+// members with fresh evidence.
+func (s *state) expiredPositions(now time.Time) []int {
+	fresh := s.offset(now) - s.expiry() // evidence at or after this is fresh
+	var out []int
+	for i, t := range s.seen {
+		if t < fresh && i != s.selfPos && s.expiredAt(i, now) {
+			out = append(out, i)
+		}
+	}
+	return out
 }
 
 // expiredAt is expired for view position i.
@@ -618,7 +695,8 @@ func (s *state) answerAges(req *meshpb.SyncRequest, now time.Time) *meshpb.SyncR
 			k++
 		}
 		s.learnAt(i, theirs[i], d, now)
-		if mine := s.ageAt(i, off); mine < theirs[i] {
+		if s.fresher(i, off, theirs[i]) {
+			mine := s.ageAt(i, off)
 			resp.FresherIndex = append(resp.FresherIndex, uint32(i))
 			resp.FresherAges = append(resp.FresherAges, mine)
 			if h := s.heldAt(i); h != s.digest {
@@ -973,7 +1051,7 @@ func (s *state) changed(changes []crdt.Change[string, member], now time.Time) {
 		case wasLive:
 			viewChanged = true
 			s.removedAt[addr] = now
-			// Its evidence goes with its view position in rebuildView.
+			s.gone = append(s.gone, addr) // its evidence goes with its view position
 			delete(s.suspects, addr)
 			delete(s.probeFails, addr)
 			if addr == s.self {
@@ -1003,11 +1081,7 @@ func (s *state) changed(changes []crdt.Change[string, member], now time.Time) {
 }
 
 func (s *state) rebuildView() {
-	view := make([]string, 0, s.members.Len())
-	for a := range s.members.Live() {
-		view = append(view, a)
-	}
-	slices.Sort(view)
+	view := s.nextView()
 	// Carry each member's evidence to its new position: both views are
 	// sorted, so one merge walk does it.
 	seen := make([]time.Duration, len(view))
@@ -1031,7 +1105,58 @@ func (s *state) rebuildView() {
 		}
 	}
 	s.view, s.seen, s.held, s.heldOK = view, seen, held, heldOK
-	s.graced = nil
+	s.graced, s.gone = nil, nil
+}
+
+// nextView returns the sorted live addresses: the view without the
+// members gone, merged with those that came (graced, and self). Sorting
+// only the few that changed matters during a join, when views of
+// thousands change many times a round. Should the result not hold
+// exactly the live members, it collects and sorts them all instead.
+func (s *state) nextView() []string {
+	came := make([]string, 0, len(s.graced)+1)
+	for a := range s.graced {
+		came = append(came, a)
+	}
+	if _, live := s.members.Get(s.self); live && s.selfPos < 0 {
+		came = append(came, s.self)
+	}
+	slices.Sort(came)
+	slices.Sort(s.gone)
+	view := make([]string, 0, s.members.Len())
+	for i, j, g := 0, 0, 0; i < len(s.view) || j < len(came); {
+		if j < len(came) && (i == len(s.view) || came[j] < s.view[i]) {
+			view = append(view, came[j])
+			j++
+			continue
+		}
+		a := s.view[i]
+		i++
+		for g < len(s.gone) && s.gone[g] < a {
+			g++
+		}
+		if g == len(s.gone) || s.gone[g] != a {
+			view = append(view, a)
+		}
+	}
+	if len(view) == s.members.Len() && slices.IsSorted(view) && !hasAdjacentDup(view) {
+		return view
+	}
+	view = view[:0]
+	for a := range s.members.Live() {
+		view = append(view, a)
+	}
+	slices.Sort(view)
+	return view
+}
+
+func hasAdjacentDup(v []string) bool {
+	for i := 1; i < len(v); i++ {
+		if v[i] == v[i-1] {
+			return true
+		}
+	}
+	return false
 }
 
 // purge drops tombstones older than TombstoneTTL.

@@ -1,0 +1,58 @@
+package peer
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/gossipmesh/mesh/meshpb"
+)
+
+// benchState returns a state that holds n live members, self included,
+// all with fresh evidence of holding its state: a converged cluster.
+func benchState(b *testing.B, n int) (*state, time.Time) {
+	s := newTestState("10.0.0.1:7946")
+	var in []*meshpb.Entry
+	for i := 2; i <= n; i++ {
+		a := fmt.Sprintf("10.0.%d.%d:7946", i>>8, i&255)
+		in = append(in, &meshpb.Entry{Addr: a, Time: uint64(i), Writer: a + "#00000001", Meta: &meshpb.PeerMeta{}})
+	}
+	s.cfg.MaxDeltaEntries = n
+	if err := s.applyEntries(in, nil, t0); err != nil {
+		b.Fatal(err)
+	}
+	now := t0.Add(3 * p)
+	for i := range s.view {
+		s.learnAt(i, 8, s.digest, now)
+	}
+	return s, now
+}
+
+// The per-round work of a converged cluster is a few passes over the
+// view per exchange: these measure them per member.
+func BenchmarkEvidence(b *testing.B) {
+	for _, n := range []int{1000, 5000} {
+		s, now := benchState(b, n)
+		req := s.digestRequest(now)
+		b.Run(fmt.Sprintf("digestRequest/N=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				s.digestRequest(now)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/member")
+		})
+		b.Run(fmt.Sprintf("answerAges/N=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				s.answerAges(req, now)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/member")
+		})
+		b.Run(fmt.Sprintf("round/N=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				for _, ex := range s.round(now) {
+					s.done(ex)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/member")
+		})
+	}
+}
