@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/gossipmesh/mesh/meshpb"
 )
 
@@ -54,5 +56,17 @@ func BenchmarkEvidence(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/member")
 		})
+	}
+}
+
+func TestMetaSizeIsProtoSize(t *testing.T) {
+	long := string(make([]byte, 300))
+	for _, m := range []*meshpb.PeerMeta{
+		{}, {Name: "a"}, {Name: long}, {Tags: map[string]string{"": ""}},
+		{Name: "peer-1", Tags: map[string]string{"zone": "z1", long: "", "k": long}},
+	} {
+		if got, want := metaSize(m), proto.Size(m); got != want {
+			t.Errorf("metaSize(%v) = %d, proto.Size = %d", m, got, want)
+		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/gossipmesh/mesh/crdt"
@@ -30,8 +31,28 @@ type member struct {
 	meta  *meshpb.PeerMeta
 	state meshpb.State
 	// With an Authority: the owner's credentials for its ALIVE and LEFT
-	// entries, relayed as they are.
-	cert, sig []byte
+	// entries, relayed as they are; nil without. A pointer, not two
+	// slices: every peer holds an entry per member, and a simulator
+	// thousands of peers.
+	cred *credentials
+}
+
+type credentials struct{ cert, sig []byte }
+
+// newCredentials returns nil when there are none.
+func newCredentials(cert, sig []byte) *credentials {
+	if len(cert) == 0 && len(sig) == 0 {
+		return nil
+	}
+	return &credentials{cert, sig}
+}
+
+// credentials returns the member's certificate and signature, if any.
+func (m member) credentials() (cert, sig []byte) {
+	if m.cred == nil {
+		return nil, nil
+	}
+	return m.cred.cert, m.cred.sig
 }
 
 type entry = crdt.Entry[string, member]
@@ -423,20 +444,6 @@ func (s *state) ageAt(i int, now time.Duration) byte {
 	return byte(n)
 }
 
-// fresher reports whether ageAt(i, now) < age, without computing it:
-// answerAges asks for every member and is true for few.
-func (s *state) fresher(i int, now time.Duration, age byte) bool {
-	switch {
-	case age == 0:
-		return false
-	case i == s.selfPos:
-		return true
-	}
-	// ⌈(now−t)/unit⌉ < age ⇔ now−t ≤ (age−1)·unit; no evidence never is.
-	t := s.seen[i]
-	return t != noEvidence && now-t <= time.Duration(age-1)*(s.cfg.PingPeriod/ageScale)
-}
-
 // lastSeen returns when addr was last known to run (zero if never).
 func (s *state) lastSeen(addr string) time.Time {
 	if i, ok := s.pos(addr); ok && s.seen[i] != noEvidence {
@@ -684,7 +691,13 @@ func (s *state) answerAges(req *meshpb.SyncRequest, now time.Time) *meshpb.SyncR
 	}
 	resp := &meshpb.SyncResponse{Digest: s.digest}
 	off, k := s.offset(now), 0
-	for i := range s.view {
+	// This loop runs for every member in every exchange: learnAt and
+	// fresher's tests are inlined on local slices, and learnAt is called
+	// only when the evidence is news.
+	unit := s.cfg.PingPeriod / ageScale
+	theirs = theirs[:len(s.view)]
+	seen := s.seen[:len(theirs)]
+	for i, age := range theirs {
 		d := s.digest
 		if other != nil {
 			if o, ok := other[uint32(i)]; ok {
@@ -694,8 +707,12 @@ func (s *state) answerAges(req *meshpb.SyncRequest, now time.Time) *meshpb.SyncR
 			d = digests[k]
 			k++
 		}
-		s.learnAt(i, theirs[i], d, now)
-		if s.fresher(i, off, theirs[i]) {
+		if age != noAge && off-time.Duration(age)*unit > seen[i] {
+			s.learnAt(i, age, d, now)
+		}
+		// Fresher: ⌈(off−seen)/unit⌉ < age ⇔ off−seen ≤ (age−1)·unit; self
+		// is always 0; no evidence never is.
+		if age != 0 && (i == s.selfPos || seen[i] != noEvidence && off-seen[i] <= time.Duration(age-1)*unit) {
 			mine := s.ageAt(i, off)
 			resp.FresherIndex = append(resp.FresherIndex, uint32(i))
 			resp.FresherAges = append(resp.FresherAges, mine)
@@ -969,7 +986,7 @@ func (s *state) sign(e *entry) {
 		s.log.Error("cannot sign own entry; peers checking signatures will refuse it", "err", err)
 		return
 	}
-	e.Value.cert, e.Value.sig = cert, sig
+	e.Value.cred = newCredentials(cert, sig)
 }
 
 // verify checks the owner's signature on ALIVE and LEFT entries.
@@ -977,7 +994,8 @@ func (s *state) verify(e entry) error {
 	if s.cfg.Authority == nil || e.Value.state == meshpb.State_STATE_FAILED {
 		return nil
 	}
-	if err := s.cfg.Authority.Verify(e.Key, signedBytes(e), e.Value.cert, e.Value.sig); err != nil {
+	cert, sig := e.Value.credentials()
+	if err := s.cfg.Authority.Verify(e.Key, signedBytes(e), cert, sig); err != nil {
 		return fmt.Errorf("%w: entry for %s (%v, stamp %v) is not signed by that peer: %w", errBadRequest, e.Key, e.Value.state, e.Stamp, err)
 	}
 	return nil
@@ -1015,11 +1033,30 @@ func (s *state) decodeEntry(pe *meshpb.Entry) (entry, error) {
 	if meta == nil {
 		meta = &meshpb.PeerMeta{}
 	}
-	if n := proto.Size(meta); n > s.cfg.MaxMetaBytes {
+	if n := metaSize(meta); n > s.cfg.MaxMetaBytes {
 		return entry{}, fmt.Errorf("%w: meta of %s is %d bytes, above MaxMetaBytes (%d)", errBadRequest, addr, n, s.cfg.MaxMetaBytes)
 	}
 	return entry{Key: addr, Stamp: crdt.Stamp{Time: pe.GetTime(), Writer: w}, Deleted: st != meshpb.State_STATE_ALIVE,
-		Value: member{meta: meta, state: st, cert: cert, sig: sig}}, nil
+		Value: member{meta: meta, state: st, cred: newCredentials(cert, sig)}}, nil
+}
+
+// metaSize is proto.Size(m) without reflection: every received entry
+// carries a meta, and a joiner checks thousands.
+func metaSize(m *meshpb.PeerMeta) int {
+	if len(m.ProtoReflect().GetUnknown()) > 0 {
+		return proto.Size(m)
+	}
+	n := 0
+	if name := m.GetName(); name != "" {
+		n += 1 + protowire.SizeBytes(len(name))
+	}
+	for k, v := range m.GetTags() {
+		// A map entry is a message of key (1) and value (2), both always
+		// encoded.
+		e := 1 + protowire.SizeBytes(len(k)) + 1 + protowire.SizeBytes(len(v))
+		n += 1 + protowire.SizeBytes(e)
+	}
+	return n
 }
 
 // changed updates everything derived from the membership map.
@@ -1296,8 +1333,9 @@ func encodeEntries(es []entry) []*meshpb.Entry {
 }
 
 func encodeEntry(e entry) *meshpb.Entry {
+	cert, sig := e.Value.credentials()
 	pe := &meshpb.Entry{Addr: e.Key, Time: e.Stamp.Time, Writer: e.Stamp.Writer, State: e.Value.state,
-		Meta: e.Value.meta, Cert: e.Value.cert, Sig: e.Value.sig}
+		Meta: e.Value.meta, Cert: cert, Sig: sig}
 	if e.Deleted && e.Value.state == meshpb.State_STATE_ALIVE {
 		pe.State = meshpb.State_STATE_FAILED
 	}
