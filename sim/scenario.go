@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -109,6 +110,8 @@ type Scenario struct {
 var Scenarios = []Scenario{
 	{"join", "N peers start at once and join through one seed; rounds to convergence vs log2 N; then Duration of steady state: bytes, suspicions",
 		func(o *Options) { def(&o.N, 100); defD(&o.Duration, 30*time.Second) }, runJoin},
+	{"steady", "N peers start converged (no join) and gossip for Duration: wall time per round, bytes/peer/round, heap per peer",
+		func(o *Options) { def(&o.N, 1000); defD(&o.Duration, 100*time.Second) }, runSteady},
 	{"churn", "10% of peers crash and 10% join per minute; detection time, accuracy, convergence after",
 		func(o *Options) { def(&o.N, 100); defD(&o.Duration, 10*time.Minute) }, runChurn},
 	{"loss", "message loss for Duration with a crash every 3 minutes; false removals, detection time",
@@ -524,4 +527,35 @@ func runSlow(s *Sim, o Options, r *Report) {
 	r.add("refutations by the long-stalled peer", float64(s.Machine(long).Stats().Refutations), "")
 	r.add("starved rounds of the long-stalled peer", float64(s.Machine(long).Stats().StarvedRounds), "")
 	s.quiesce(r, 0)
+}
+
+// runSteady measures the simulator itself: N peers that start converged
+// (StartConverged) gossip for Duration. Heap per peer is the live heap
+// after the start, over N: the machines' state, every peer holding every
+// other, and the checkers' views.
+func runSteady(s *Sim, o Options, r *Report) {
+	runtime.GC()
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	wall := time.Now()
+	s.StartConverged(o.N)
+	r.add("start, wall", time.Since(wall).Seconds(), "s")
+	runtime.GC()
+	runtime.ReadMemStats(&m1)
+	r.add("live heap per peer", float64(m1.HeapAlloc-m0.HeapAlloc)/float64(o.N), "bytes")
+	r.add("live heap per (peer, member) pair", float64(m1.HeapAlloc-m0.HeapAlloc)/float64(o.N)/float64(o.N), "bytes")
+	wall = time.Now()
+	b, sus := s.measure(o.Duration)
+	w := time.Since(wall)
+	rounds := s.rounds(o.Duration)
+	r.add("rounds", rounds, "")
+	r.add("rounds, wall", w.Seconds(), "s")
+	r.add("wall per round", w.Seconds()/rounds, "s")
+	r.add("steady bytes/peer/round", b, "bytes")
+	r.add("steady bytes/peer/round / N", b/float64(o.N), "bytes")
+	r.add("suspicions/peer/round", sus, "")
+	if !s.Converged() {
+		s.chk.violate(s, "convergence", fmt.Sprintf("a converged start diverged: %d of %d live peers differ%s", s.Unconverged(), s.chk.liveCount, s.chk.describeUnconverged(s)), s.chk.unconvergedSlots(s, 3)...)
+	}
+	s.quiesce(r, 200)
 }
