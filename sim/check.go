@@ -242,13 +242,14 @@ func (c *checker) observe(s *Sim, n *node, ev peer.Event, failedCall int32) {
 
 // checkDeclaration decides whether observer n's FAILED declaration of a
 // is a false removal: a is running and no fault excuses its silence to
-// n. Excuses, within Expiry + RPCTimeout + 2 periods before now: a
+// n. Excuses, within n's Expiry (for its view size, when Expiry is left
+// to the default) + RPCTimeout + 2 periods before now: a
 // (re)started or stalled; n and a were cut apart by a partition.
 func (c *checker) checkDeclaration(s *Sim, n, a *node) {
 	if !a.up {
 		return
 	}
-	window := s.now - (s.expiry + s.rpcTimeout + 2*s.period)
+	window := s.now - (int64(n.m.Expiry()) + s.rpcTimeout + 2*s.period)
 	if a.restarted >= window || a.stalled >= window || n.stalled >= window || s.net.cutSince(n.slot, a.slot, window) {
 		return
 	}

@@ -280,8 +280,10 @@ func runJoin(s *Sim, o Options, r *Report) {
 
 func runChurn(s *Sim, o Options, r *Report) {
 	p := s.Period()
-	bound := s.PeerConfig().Expiry + time.Duration(math.Ceil(Log2(o.N)))*p
 	converge(s, o.N)
+	// The bound: Expiry (as the converged peers apply it) +
+	// log2 N rounds.
+	bound := s.Expiry() + time.Duration(math.Ceil(Log2(o.N)))*p
 	s.cfg.CrashBound = bound
 	k := max(1, o.N/10)
 	minutes := int(o.Duration / time.Minute)
@@ -340,6 +342,7 @@ func addRemoval(s *Sim, r *Report, n int, bound time.Duration) {
 func runLoss(s *Sim, o Options, r *Report) {
 	p := s.Period()
 	converge(s, o.N)
+	bound := s.Expiry() + time.Duration(math.Ceil(Log2(o.N)))*p
 	s.cfg.AllowFalseRemovals = o.Loss > 0.10
 	s.SetLoss(o.Loss)
 	// A crash every 3 minutes, to time detection under loss.
@@ -365,7 +368,7 @@ func runLoss(s *Sim, o Options, r *Report) {
 	}
 	r.add("false removals per peer-hour", float64(s.stats.FalseRemovals)/(peerRounds*p.Hours()), "")
 	r.add("suspicions/peer/round", float64(s.suspicions()-sus0)/peerRounds, "")
-	addRemoval(s, r, o.N, s.PeerConfig().Expiry+time.Duration(math.Ceil(Log2(o.N)))*p)
+	addRemoval(s, r, o.N, bound)
 	s.SetLoss(0)
 	d, ok := s.AwaitConvergence(30*p, "after loss stopped")
 	if ok {

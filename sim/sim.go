@@ -130,7 +130,6 @@ type Sim struct {
 	cfg        Config
 	peerCfg    peer.PeerConfig // defaults applied
 	period     int64
-	expiry     int64
 	rpcTimeout int64
 	epoch      time.Time
 	rng        *rand.Rand
@@ -175,7 +174,6 @@ func New(cfg Config) *Sim {
 		cfg:        cfg,
 		peerCfg:    pc,
 		period:     int64(pc.PingPeriod),
-		expiry:     int64(pc.Expiry),
 		rpcTimeout: int64(pc.RPCTimeout),
 		epoch:      epoch,
 		rng:        rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
@@ -636,6 +634,18 @@ func (s *Sim) CheckQuiescent(sample int) {
 // RemovalTimes returns, for each crash whose peer every live peer has
 // since removed, how long that took; in order of completion.
 func (s *Sim) RemovalTimes() []time.Duration { return s.chk.removalTimes }
+
+// Expiry returns the Expiry the live peers apply now: Config.Peer's, or
+// by default its value for the size of their views, which grows with
+// log N. It asks the first live machine (0 when none is live).
+func (s *Sim) Expiry() time.Duration {
+	for _, n := range s.nodes {
+		if n.up {
+			return n.m.Expiry()
+		}
+	}
+	return 0
+}
 
 // Log2 is log₂ n, for bounds in rounds.
 func Log2(n int) float64 { return math.Log2(float64(max(n, 1))) }
