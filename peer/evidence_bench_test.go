@@ -2,6 +2,8 @@ package peer
 
 import (
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -39,6 +41,19 @@ func BenchmarkEvidence(b *testing.B) {
 		b.Run(fmt.Sprintf("digestRequest/N=%d", n), func(b *testing.B) {
 			for b.Loop() {
 				s.digestRequest(now)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/member")
+		})
+		// In a converged cluster either side's evidence is fresher by
+		// chance: ages around ours (8), in random order.
+		mixed := &meshpb.SyncRequest{Digest: req.Digest, Ages: slices.Clone(req.Ages)}
+		r := rand.New(rand.NewPCG(1, 1))
+		for i := range mixed.Ages {
+			mixed.Ages[i] = byte(4 + r.IntN(9))
+		}
+		b.Run(fmt.Sprintf("answerAges/mixed/N=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				s.answerAges(mixed, now)
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/member")
 		})

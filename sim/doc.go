@@ -11,17 +11,22 @@
 // scenario draws from Sim.Rand. Events sit in one priority queue ordered
 // by (virtual time, sequence number); nothing runs on a goroutine or reads
 // the clock. The same seed therefore gives the same run, event for event:
-// TraceDigest, an FNV-1a hash over every record and every encoded message,
-// proves it (TestSameSeedSameTrace). A round's calls are sorted by address
-// and version vectors canonicalised before hashing, so no map order leaks
-// into a run.
+// TraceDigest, an FNV-1a hash over every record and the content of every
+// message, field by field, proves it (TestSameSeedSameTrace). A round's
+// calls are sorted by address and meta tags hashed in key order, so no
+// map order leaks into a run.
 //
 // # Network
 //
 // Every PingPeriod (plus Slow's extra delay) a peer runs Machine.Round.
-// Each request is encoded with proto.Marshal — its bytes counted — and the
-// addressee receives a decoded copy after a latency drawn from Latency, so
-// no two machines share a message. The answer travels back the same way to
+// Each request's encoded size is counted, and the addressee receives it
+// after a latency drawn from Latency. With WireCopy (the default) it is
+// encoded with proto.Marshal and the addressee gets a decoded copy, so no
+// two machines share a message; with WireShared it gets the sender's
+// message, whose size is computed field by field, and all machines share
+// one copy of each address, writer id and meta: the same run, event for
+// event, at a fraction of the CPU and memory (TestWireModesAgree). The
+// answer travels back the same way to
 // Deliver; a follow-up request starts a new call. A call fails, through
 // Machine.Fail, at its RPC deadline (RPCTimeout after it started) when the
 // request or answer was lost, cut by a partition, sent to a crashed peer,
@@ -41,7 +46,8 @@
 //     after the last fault;
 //   - no false removal: a FAILED tombstone a peer writes itself (an
 //     EventFailed out of Machine.Fail) for a peer that runs is false unless,
-//     within Expiry + RPCTimeout + 2 periods, that peer restarted or
+//     within Expiry (as the declaring peer applies it: by default it
+//     grows with log N) + RPCTimeout + 2 periods, that peer restarted or
 //     stalled, the declaring peer stalled, or a partition cut the two;
 //   - crash detection: with Config.CrashBound, every live peer has removed
 //     a crashed peer within the bound;
@@ -59,10 +65,20 @@
 //
 // # Scenarios
 //
-// Scenarios (join, churn, loss, partition, oneway, restart, crashloop,
-// metastorm, slow) are sized by Options and return a Report of measured
-// figures against the targets. They run as tests (small), as
-// benchmarks (full size) and from cmd/mesh-sim:
+// Scenarios (join, steady, churn, loss, partition, oneway, restart,
+// crashloop, metastorm, slow) are sized by Options and return a Report of
+// measured figures against the targets. They run as tests
+// (small), as benchmarks (full size) and from cmd/mesh-sim:
 //
 //	go run ./cmd/mesh-sim -scenario join -n 1000 -seed 42
+//	go run ./cmd/mesh-sim -scenario steady -n 5000 -duration 100s -wire shared
+//
+// # Cost
+//
+// Every peer holds every other, so memory and the work of a round grow
+// as N²: a round reads and writes one age per member per exchange, and
+// each peer keeps an entry, a version-vector slot, a writer log and its
+// evidence per member, about 400 bytes per (peer, member) pair. Steady
+// (StartConverged) skips the join, whose full-state exchanges dominate
+// below; the README gives measured figures.
 package sim
