@@ -256,9 +256,35 @@ func (s *Sim) measure(d time.Duration) (bytesPerPeerRound, suspicionsPerPeerRoun
 	return float64(s.stats.Bytes-st0.Bytes) / rounds, float64(s.suspicions()-sus0) / rounds
 }
 
+// quiesce runs a few quiet rounds, waits (checking every period, within
+// joinBound) for all live peers' digests to agree, then checks the state.
+// Digests cover tombstones, which the convergence checker does not look
+// at and which may still be spreading when the live membership agrees.
 func (s *Sim) quiesce(r *Report, sample int) {
 	s.Run(3 * s.Period())
+	start, limit := s.now, s.now+int64(s.joinBound(len(s.Live())))
+	for !s.digestsAgree() && s.now < limit {
+		s.Run(s.Period())
+	}
+	r.add("rounds until digests agree, after 3 quiet", s.rounds(time.Duration(s.now-start)), "rounds")
 	s.CheckQuiescent(sample)
+}
+
+// digestsAgree reports whether all live peers hold the same digest.
+func (s *Sim) digestsAgree() bool {
+	var d uint64
+	first := true
+	for _, n := range s.nodes {
+		if !n.up {
+			continue
+		}
+		if first {
+			d, first = n.m.Digest(), false
+		} else if n.m.Digest() != d {
+			return false
+		}
+	}
+	return true
 }
 
 func runJoin(s *Sim, o Options, r *Report) {
