@@ -601,18 +601,8 @@ func (s *state) learnNamed(ages []*meshpb.Age, now time.Time) {
 	}
 }
 
-// heldBy returns the digest addr held at its freshest evidence.
-func (s *state) heldBy(addr string) uint64 {
-	if addr == s.self {
-		return s.digest
-	}
-	if i, ok := s.pos(addr); ok {
-		return s.heldAt(i)
-	}
-	return 0
-}
-
-// heldAt is heldBy for view position i.
+// heldAt returns the digest view[i] held at its freshest evidence (ours
+// for self).
 func (s *state) heldAt(i int) uint64 {
 	if i == s.selfPos {
 		return s.digest
