@@ -31,7 +31,8 @@ func BenchmarkJoin(b *testing.B) {
 // BenchmarkRounds5000 is the scale target: 5,000 peers for 100
 // rounds of virtual time (target: under 60 s of wall time), with the
 // live heap per peer. The peers start converged (the steady scenario):
-// a join of 5,000 is measured apart, by the join scenario.
+// a join of 5,000 is measured apart, by the join scenario. It needs
+// about 15 GB: run it with GOMEMLIMIT=15GiB, and alone.
 func BenchmarkRounds5000(b *testing.B) {
 	for b.Loop() {
 		r, err := Run("steady", Options{N: 5000, Seed: 1, Duration: 100 * time.Second, Config: Config{Wire: WireShared}})
