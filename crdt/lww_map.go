@@ -309,12 +309,12 @@ func (m *Map[K, V]) ApplyDelta(d Delta[K, V]) ([]Change[K, V], error) {
 			return nil, fmt.Errorf("%w: version vector entry %q=%d", ErrInvalidEntry, w, t)
 		}
 	}
-	if m.entries == nil && len(d.Entries) > 0 {
-		// A joiner's first delta is usually the whole state: size the map
-		// for it instead of growing it step by step.
-		m.entries = make(map[K]Entry[K, V], len(d.Entries))
-		m.version = VersionVector{}
-		m.logs = make(map[string]*writerLog[K])
+	if len(d.Entries) > len(m.entries) {
+		// A joiner's first deltas are most of the state, and its map holds
+		// little (its own entry): size the maps for them instead of growing
+		// them step by step, rehashing at every doubling. A delta larger
+		// than the map bounds the copy, so this costs O(len(d.Entries)).
+		m.grow(len(d.Entries))
 	}
 	var changes []Change[K, V]
 	for i, e := range d.Entries {
@@ -332,6 +332,25 @@ func (m *Map[K, V]) ApplyDelta(d Delta[K, V]) ([]Change[K, V], error) {
 		m.version.Merge(d.Covers)
 	}
 	return changes, nil
+}
+
+// grow makes room for n more entries (and as many more writers).
+func (m *Map[K, V]) grow(n int) {
+	entries := make(map[K]Entry[K, V], len(m.entries)+n)
+	for k, e := range m.entries {
+		entries[k] = e
+	}
+	m.entries = entries
+	version := make(VersionVector, len(m.version)+n)
+	for w, t := range m.version {
+		version[w] = t
+	}
+	m.version = version
+	logs := make(map[string]*writerLog[K], len(m.logs)+n)
+	for w, lg := range m.logs {
+		logs[w] = lg
+	}
+	m.logs = logs
 }
 
 // Merge merges the whole state of o into m (o is not modified): the join

@@ -126,8 +126,9 @@ func TestHostileEntriesRefused(t *testing.T) {
 	if _, err := st.answer(&meshpb.SyncRequest{Full: true, Delta: []*meshpb.Entry{fail}}, now); err != nil {
 		t.Fatal(err)
 	}
-	if e, _ := st.members.Lookup("10.0.0.7:1"); e.Value.cert != nil || e.Value.sig != nil {
-		t.Fatalf("FAILED entry kept credentials %q %q", e.Value.cert, e.Value.sig)
+	if e, _ := st.members.Lookup("10.0.0.7:1"); e.Value.cred != nil {
+		cert, sig := e.Value.credentials()
+		t.Fatalf("FAILED entry kept credentials %q %q", cert, sig)
 	}
 	for _, e := range spread {
 		e.Time = 7

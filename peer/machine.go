@@ -92,6 +92,10 @@ func (m *Machine) Digest() uint64 { return m.st.digest }
 // older than Expiry, shows it holding exactly this machine's state.
 func (m *Machine) Converged(now time.Time) bool { return m.st.converged(now) }
 
+// Expiry returns how long a member may stay silent before this machine
+// suspects it: Expiry, or by default its value for the current view size.
+func (m *Machine) Expiry() time.Duration { return m.st.expiry() }
+
 // Stats returns protocol counters.
 func (m *Machine) Stats() Stats { return m.st.stats }
 

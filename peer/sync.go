@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/gossipmesh/mesh/crdt"
@@ -29,8 +31,28 @@ type member struct {
 	meta  *meshpb.PeerMeta
 	state meshpb.State
 	// With an Authority: the owner's credentials for its ALIVE and LEFT
-	// entries, relayed as they are.
-	cert, sig []byte
+	// entries, relayed as they are; nil without. A pointer, not two
+	// slices: every peer holds an entry per member, and a simulator
+	// thousands of peers.
+	cred *credentials
+}
+
+type credentials struct{ cert, sig []byte }
+
+// newCredentials returns nil when there are none.
+func newCredentials(cert, sig []byte) *credentials {
+	if len(cert) == 0 && len(sig) == 0 {
+		return nil
+	}
+	return &credentials{cert, sig}
+}
+
+// credentials returns the member's certificate and signature, if any.
+func (m member) credentials() (cert, sig []byte) {
+	if m.cred == nil {
+		return nil, nil
+	}
+	return m.cred.cert, m.cred.sig
 }
 
 type entry = crdt.Entry[string, member]
@@ -109,10 +131,32 @@ type state struct {
 	members crdt.Map[string, member]
 	digest  uint64   // XOR of entryHash over all entries: equal ⇒ same state
 	view    []string // sorted live addresses, self included; replaced, never mutated
-	index   map[string]int
+	selfPos int      // self's index in view, -1 when absent (left)
 
-	seen map[string]time.Time // latest time each live member is known to have run
-	held map[string]uint64    // digest of the state it held then
+	// Evidence of liveness, one slot per view position (rebuildView
+	// remaps them when the view changes): seen[i] is the latest time,
+	// as an offset from origin, at which view[i] is known to have run
+	// (noEvidence if none), held[i] the digest of the state it held then
+	// (heldOK[i] false if none). Slices rather than maps keyed by
+	// address: every round walks all of them, and a simulator holds
+	// thousands of states, so lookups and bytes per member count.
+	seen   []time.Duration
+	held   []uint64
+	heldOK []bool
+	// graced holds the grace evidence (seen = when we learnt of it) of
+	// members that became live since the last rebuildView, gone those
+	// that stopped being live: rebuildView merges them into the view.
+	graced map[string]time.Duration
+	gone   []string
+	origin time.Time // time zero of seen
+	// offNow and off cache origin's offset of the last time converted.
+	offNow time.Time
+	off    time.Duration
+	// expiryN and expiryD cache expiry() for a view of expiryN members.
+	expiryN int
+	expiryD time.Duration
+	perUnit float64 // ageScale / PingPeriod, for ageAt
+
 	// suspects maps each suspect to the time after which it must be
 	// seen running to be cleared: evidence of life from before a failed
 	// exchange says nothing about why it failed.
@@ -145,8 +189,11 @@ func newState(cfg PeerConfig, now time.Time) *state {
 		meta:       &meshpb.PeerMeta{},
 		rng:        cfg.Rand,
 		log:        cfg.Logger,
-		seen:       map[string]time.Time{},
-		held:       map[string]uint64{},
+		selfPos:    -1,
+		origin:     now,
+		offNow:     now,
+		expiryN:    -1,
+		perUnit:    1 / float64(cfg.PingPeriod/ageScale),
 		suspects:   map[string]time.Time{},
 		probeFails: map[string]int{},
 		seeds:      map[string]*retry{},
@@ -238,12 +285,16 @@ func (s *state) round(now time.Time) []*exchange {
 		s.inflight[addr] = true
 		out = append(out, &exchange{addr: addr, req: s.digestRequest(now), view: s.view, kind: kind})
 	}
-	for _, a := range s.view {
-		if a != s.self && !starved && s.expired(a, now) {
-			s.suspect(a, s.seen[a])
+	if !starved {
+		for _, i := range s.expiredPositions(now) {
+			s.suspect(s.view[i], s.lastSeen(s.view[i]))
 		}
-		if _, ok := s.suspects[a]; ok {
-			start(a, suspectProbe)
+	}
+	if len(s.suspects) > 0 {
+		for _, a := range s.view { // in view order: same seed, same run
+			if _, ok := s.suspects[a]; ok {
+				start(a, suspectProbe)
+			}
 		}
 	}
 	for _, addr := range slices.Sorted(maps.Keys(s.seeds)) { // sorted: same seed, same run
@@ -264,17 +315,56 @@ func (s *state) round(now time.Time) []*exchange {
 		start(due, deadProbe)
 	}
 	// Fanout partners, uniformly among live members not already busy.
-	cands := make([]string, 0, len(s.view))
-	for _, a := range s.view {
-		if a != s.self && !s.inflight[a] {
-			cands = append(cands, a)
+	for _, a := range s.partners(s.cfg.Fanout) {
+		start(a, gossipPartner)
+	}
+	return out
+}
+
+// partners draws k distinct members uniformly among the candidates: the
+// live members other than self with no exchange in flight, in view
+// order. It draws as a swap-remove over a list of the candidates would,
+// without building that list (N strings a round at every peer): a draw
+// names a rank among the candidates, mapped to a view position by
+// skipping the few members excluded.
+func (s *state) partners(k int) []string {
+	var excluded []int // view positions that are not candidates, sorted
+	if s.selfPos >= 0 {
+		excluded = append(excluded, s.selfPos)
+	}
+	for a := range s.inflight {
+		if i, ok := s.pos(a); ok && i != s.selfPos {
+			excluded = append(excluded, i)
 		}
 	}
-	for i := 0; i < s.cfg.Fanout && len(cands) > 0; i++ {
-		j := s.rng.IntN(len(cands))
-		start(cands[j], gossipPartner)
-		cands[j] = cands[len(cands)-1]
-		cands = cands[:len(cands)-1]
+	slices.Sort(excluded)
+	n := len(s.view) - len(excluded)
+	// moved lists {r, m}: a swap-remove put the candidate of rank m at
+	// rank r. Fanout is small, so a list beats a map.
+	var moved [][2]int
+	rankAt := func(r int) int {
+		for _, rm := range moved {
+			if rm[0] == r {
+				return rm[1]
+			}
+		}
+		return r
+	}
+	var out []string
+	for ; k > 0 && n > 0; k-- {
+		j := s.rng.IntN(n)
+		i := rankAt(j)
+		for _, e := range excluded {
+			if e > i {
+				break
+			}
+			i++
+		}
+		out = append(out, s.view[i])
+		last := rankAt(n - 1)
+		moved = slices.DeleteFunc(moved, func(rm [2]int) bool { return rm[0] == j })
+		moved = append(moved, [2]int{j, last})
+		n--
 	}
 	return out
 }
@@ -283,8 +373,8 @@ func (s *state) round(now time.Time) []*exchange {
 // one age byte per member of the view, nothing else.
 func (s *state) digestRequest(now time.Time) *meshpb.SyncRequest {
 	req := &meshpb.SyncRequest{Cluster: s.cfg.ClusterName, Digest: s.digest, Ages: s.denseAges(now)}
-	for i, a := range s.view {
-		if d, ok := s.held[a]; ok && d != s.digest {
+	for i, d := range s.held {
+		if s.heldOK[i] && d != s.digest {
 			req.OtherIndex = append(req.OtherIndex, uint32(i))
 			req.OtherDigest = append(req.OtherDigest, d)
 		}
@@ -306,10 +396,31 @@ func others(idx []uint32, digests []uint64) map[uint32]uint64 {
 
 func (s *state) denseAges(now time.Time) []byte {
 	ages := make([]byte, len(s.view))
-	for i, a := range s.view {
-		ages[i] = s.ageOf(a, now)
+	off := s.offset(now)
+	for i := range ages {
+		ages[i] = s.ageAt(i, off)
 	}
 	return ages
+}
+
+// noEvidence is the seen offset of a member with no evidence.
+const noEvidence = time.Duration(math.MinInt64)
+
+// offset returns now as an offset from origin, the unit of seen. It
+// remembers the last time converted: the hot loops ask for the same
+// now once per member.
+func (s *state) offset(now time.Time) time.Duration {
+	// == rather than Equal: an identical value is all the cache needs,
+	// and it is the cheaper test.
+	if now != s.offNow {
+		s.offNow, s.off = now, now.Sub(s.origin)
+	}
+	return s.off
+}
+
+// pos returns addr's index in the view.
+func (s *state) pos(addr string) (int, bool) {
+	return slices.BinarySearch(s.view, addr)
 }
 
 // ageOf is the age of our evidence for addr in 1/ageScale periods,
@@ -318,18 +429,37 @@ func (s *state) ageOf(addr string, now time.Time) byte {
 	if addr == s.self {
 		return 0
 	}
-	t, ok := s.seen[addr]
+	i, ok := s.pos(addr)
 	if !ok {
 		return noAge
 	}
-	unit := s.cfg.PingPeriod / ageScale
-	d := now.Sub(t)
+	return s.ageAt(i, s.offset(now))
+}
+
+// ageAt is ageOf for view position i at offset now.
+func (s *state) ageAt(i int, now time.Duration) byte {
+	if i == s.selfPos {
+		return 0
+	}
+	t := s.seen[i]
+	if t == noEvidence {
+		return noAge
+	}
+	d := now - t
 	if d <= 0 {
 		return 0
 	}
-	n := (d + unit - 1) / unit
-	if n >= noAge {
+	unit := s.cfg.PingPeriod / ageScale
+	if d > (noAge-1)*unit {
 		return noAge
+	}
+	// ⌈d/unit⌉ without a division (the hot loops take one per member):
+	// an estimate by the reciprocal, off by at most one, corrected exactly.
+	n := time.Duration(float64(d) * s.perUnit)
+	if n*unit < d {
+		n++
+	} else if (n-1)*unit >= d {
+		n--
 	}
 	return byte(n)
 }
@@ -337,16 +467,11 @@ func (s *state) ageOf(addr string, now time.Time) byte {
 // silent is how long addr has shown no sign of life, not counting time
 // before our own last stall.
 func (s *state) silent(addr string, now time.Time) time.Duration {
-	last := s.seen[addr]
+	last := s.lastSeen(addr)
 	if s.resumed.After(last) {
 		last = s.resumed
 	}
 	return now.Sub(last)
-}
-
-// expired reports whether addr has been silent for longer than Expiry.
-func (s *state) expired(addr string, now time.Time) bool {
-	return s.silent(addr, now) > s.expiry()
 }
 
 // suspect starts probing addr every round until it is seen running
@@ -403,6 +528,63 @@ func (s *state) halfExpiry() time.Duration {
 	return (s.expiry()/2 + p - 1) / p * p
 }
 
+// lastSeen returns when addr was last known to run (zero if never).
+func (s *state) lastSeen(addr string) time.Time {
+	if i, ok := s.pos(addr); ok && s.seen[i] != noEvidence {
+		return s.origin.Add(s.seen[i])
+	}
+	return time.Time{}
+}
+
+// grace gives a member that just became live evidence as of now: it is
+// not expired before it had a chance to be heard of.
+func (s *state) grace(addr string, now time.Time) {
+	if s.graced == nil {
+		s.graced = map[string]time.Duration{}
+	}
+	s.graced[addr] = s.offset(now)
+}
+
+// expired reports whether addr has shown no sign of life for Expiry,
+// not counting time before our own last stall.
+func (s *state) expired(addr string, now time.Time) bool {
+	i, ok := s.pos(addr)
+	if !ok {
+		// No evidence: expired unless we stalled.
+		return s.resumed.IsZero() || now.Sub(s.resumed) > s.expiry()
+	}
+	return s.expiredAt(i, now)
+}
+
+// expiredPositions returns the view positions of the members other than
+// self that expired: expiredAt for each, with a fast pass that skips the
+// members with fresh evidence.
+func (s *state) expiredPositions(now time.Time) []int {
+	fresh := s.offset(now) - s.expiry() // evidence at or after this is fresh
+	var out []int
+	for i, t := range s.seen {
+		if t < fresh && i != s.selfPos && s.expiredAt(i, now) {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// expiredAt is expired for view position i.
+func (s *state) expiredAt(i int, now time.Time) bool {
+	off, exp := s.offset(now), s.expiry()
+	last := s.seen[i]
+	if last != noEvidence && off-last <= exp {
+		return false // fresh evidence; a stall only ever moves last later
+	}
+	if !s.resumed.IsZero() {
+		if r := s.resumed.Sub(s.origin); r > last {
+			last = r
+		}
+	}
+	return last == noEvidence || off-last > exp
+}
+
 // expiry is Expiry, or by default max(5, ⌈1.25·log2(N+1)⌉) rounds: the
 // freshest evidence of a live member takes about log N rounds to reach
 // everyone, so a fixed window would expire live members of large clusters
@@ -411,7 +593,10 @@ func (s *state) expiry() time.Duration {
 	if !s.cfg.autoExpiry {
 		return s.cfg.Expiry
 	}
-	return DefaultExpiry(len(s.view), s.cfg.PingPeriod)
+	if n := len(s.view); n != s.expiryN { // cached: round asks once per member
+		s.expiryN, s.expiryD = n, DefaultExpiry(n, s.cfg.PingPeriod)
+	}
+	return s.expiryD
 }
 
 // tick returns a Lamport time for a new local write. The clock first
@@ -428,16 +613,34 @@ func (s *state) tick(now time.Time) uint64 {
 // learn records evidence that addr ran age units before now, holding the
 // state named by digest.
 func (s *state) learn(addr string, age byte, digest uint64, now time.Time) {
-	if age == noAge || !s.liveMember(addr) {
+	if i, ok := s.pos(addr); ok {
+		s.learnAt(i, age, digest, now)
+	}
+}
+
+// learnIn is learn for position i of view, a view this state had: the
+// request's of an exchange, usually still the current one.
+func (s *state) learnIn(view []string, i int, age byte, digest uint64, now time.Time) {
+	if len(view) == len(s.view) && len(view) > 0 && &view[0] == &s.view[0] {
+		s.learnAt(i, age, digest, now)
 		return
 	}
-	t := now.Add(-time.Duration(age) * (s.cfg.PingPeriod / ageScale))
-	if t.After(s.seen[addr]) {
-		s.seen[addr] = t
-		s.held[addr] = digest
-		if since, ok := s.suspects[addr]; ok && t.After(since) && now.Sub(t) <= s.expiry() {
-			delete(s.suspects, addr)
-			delete(s.probeFails, addr)
+	s.learn(view[i], age, digest, now)
+}
+
+// learnAt is learn for view position i.
+func (s *state) learnAt(i int, age byte, digest uint64, now time.Time) {
+	if age == noAge || i == s.selfPos {
+		return
+	}
+	off := s.offset(now)
+	t := off - time.Duration(age)*(s.cfg.PingPeriod/ageScale)
+	if t > s.seen[i] {
+		s.seen[i] = t
+		s.held[i], s.heldOK[i] = digest, true
+		if since, ok := s.suspects[s.view[i]]; ok && s.origin.Add(t).After(since) && off-t <= s.expiry() {
+			delete(s.suspects, s.view[i])
+			delete(s.probeFails, s.view[i])
 			s.stats.SuspicionsRefuted++
 			s.refuted = now
 		}
@@ -445,36 +648,58 @@ func (s *state) learn(addr string, age byte, digest uint64, now time.Time) {
 }
 
 func (s *state) namedAges(now time.Time) []*meshpb.Age {
-	out := make([]*meshpb.Age, 0, len(s.view))
-	for _, a := range s.view {
-		if age := s.ageOf(a, now); age != noAge {
-			out = append(out, &meshpb.Age{Addr: a, Periods: uint32(age), Digest: s.heldBy(a)})
+	off := s.offset(now)
+	n := 0
+	for i := range s.view {
+		if s.ageAt(i, off) != noAge {
+			n++
+		}
+	}
+	slab := make([]meshpb.Age, n) // one allocation for the n messages
+	out := make([]*meshpb.Age, 0, n)
+	for i, a := range s.view {
+		if age := s.ageAt(i, off); age != noAge {
+			m := &slab[len(out)]
+			m.Addr, m.Periods, m.Digest = a, uint32(age), s.heldAt(i)
+			out = append(out, m)
 		}
 	}
 	return out
 }
 
 func (s *state) learnNamed(ages []*meshpb.Age, now time.Time) {
+	next := 0 // honest peers list ages in view order: try the next position first
 	for _, a := range ages {
-		if a.GetPeriods() < noAge {
-			s.learn(a.GetAddr(), byte(a.GetPeriods()), a.GetDigest(), now)
+		if a.GetPeriods() >= noAge {
+			continue
+		}
+		addr := a.GetAddr()
+		i, ok := next, next < len(s.view) && s.view[next] == addr
+		if !ok {
+			i, ok = s.pos(addr)
+		}
+		if ok {
+			s.learnAt(i, byte(a.GetPeriods()), a.GetDigest(), now)
+			next = i + 1
 		}
 	}
 }
 
-// heldBy returns the digest addr held at its freshest evidence.
-func (s *state) heldBy(addr string) uint64 {
-	if addr == s.self {
+// heldAt returns the digest view[i] held at its freshest evidence (ours
+// for self).
+func (s *state) heldAt(i int) uint64 {
+	if i == s.selfPos {
 		return s.digest
 	}
-	return s.held[addr]
+	return s.held[i]
 }
 
 // converged reports whether the freshest evidence of every live member,
 // none older than Expiry, shows it holding exactly our state.
 func (s *state) converged(now time.Time) bool {
-	for _, a := range s.view {
-		if a != s.self && (s.held[a] != s.digest || now.Sub(s.seen[a]) > s.expiry()) {
+	off, exp := s.offset(now), s.expiry()
+	for i := range s.view {
+		if i != s.selfPos && (s.held[i] != s.digest || s.seen[i] == noEvidence || off-s.seen[i] > exp) {
 			return false
 		}
 	}
@@ -525,18 +750,47 @@ func (s *state) answer(req *meshpb.SyncRequest, now time.Time) (*meshpb.SyncResp
 // learn from its ages, and send back only the ages we have fresher.
 // Evidence carries the state its member held: ours unless listed.
 func (s *state) answerAges(req *meshpb.SyncRequest, now time.Time) *meshpb.SyncResponse {
-	theirs, other := req.GetAges(), others(req.GetOtherIndex(), req.GetOtherDigest())
-	resp := &meshpb.SyncResponse{Digest: s.digest}
-	for i, a := range s.view {
-		d, ok := other[uint32(i)]
-		if !ok {
-			d = s.digest
+	theirs := req.GetAges()
+	idx, digests := req.GetOtherIndex(), req.GetOtherDigest()
+	idx = idx[:min(len(idx), len(digests))]
+	// Honest peers list other digests in increasing index order: walk
+	// them with a cursor. Otherwise (duplicates, disorder) a map, in which
+	// the last listing of an index wins.
+	var other map[uint32]uint64
+	for j := 1; j < len(idx); j++ {
+		if idx[j] <= idx[j-1] {
+			other = others(idx, digests)
+			break
 		}
-		s.learn(a, theirs[i], d, now)
-		if mine := s.ageOf(a, now); mine < theirs[i] {
+	}
+	resp := &meshpb.SyncResponse{Digest: s.digest}
+	off, k := s.offset(now), 0
+	// This loop runs for every member in every exchange: learnAt and
+	// fresher's tests are inlined on local slices, and learnAt is called
+	// only when the evidence is news.
+	unit := s.cfg.PingPeriod / ageScale
+	theirs = theirs[:len(s.view)]
+	seen := s.seen[:len(theirs)]
+	for i, age := range theirs {
+		d := s.digest
+		if other != nil {
+			if o, ok := other[uint32(i)]; ok {
+				d = o
+			}
+		} else if k < len(idx) && idx[k] == uint32(i) {
+			d = digests[k]
+			k++
+		}
+		if age != noAge && off-time.Duration(age)*unit > seen[i] {
+			s.learnAt(i, age, d, now)
+		}
+		// Fresher: ⌈(off−seen)/unit⌉ < age ⇔ off−seen ≤ (age−1)·unit; self
+		// is always 0; no evidence never is.
+		if age != 0 && (i == s.selfPos || seen[i] != noEvidence && off-seen[i] <= time.Duration(age-1)*unit) {
+			mine := s.ageAt(i, off)
 			resp.FresherIndex = append(resp.FresherIndex, uint32(i))
 			resp.FresherAges = append(resp.FresherAges, mine)
-			if h := s.heldBy(a); h != s.digest {
+			if h := s.heldAt(i); h != s.digest {
 				resp.OtherIndex = append(resp.OtherIndex, uint32(i))
 				resp.OtherDigest = append(resp.OtherDigest, h)
 			}
@@ -579,7 +833,7 @@ func (s *state) onResponse(ex *exchange, resp *meshpb.SyncResponse, now time.Tim
 				if !ok {
 					d = resp.GetDigest()
 				}
-				s.learn(ex.view[idx[j]], ages[j], d, now)
+				s.learnIn(ex.view, int(idx[j]), ages[j], d, now)
 			}
 		}
 		s.learn(ex.addr, 0, resp.GetDigest(), now)
@@ -876,7 +1130,7 @@ func (s *state) sign(e *entry) {
 		s.log.Error("cannot sign own entry; peers checking signatures will refuse it", "err", err)
 		return
 	}
-	e.Value.cert, e.Value.sig = cert, sig
+	e.Value.cred = newCredentials(cert, sig)
 }
 
 // verify checks the owner's signature on ALIVE and LEFT entries.
@@ -884,7 +1138,8 @@ func (s *state) verify(e entry) error {
 	if s.cfg.Authority == nil || e.Value.state == meshpb.State_STATE_FAILED {
 		return nil
 	}
-	if err := s.cfg.Authority.Verify(e.Key, signedBytes(e), e.Value.cert, e.Value.sig); err != nil {
+	cert, sig := e.Value.credentials()
+	if err := s.cfg.Authority.Verify(e.Key, signedBytes(e), cert, sig); err != nil {
 		return fmt.Errorf("%w: entry for %s (%v, stamp %v) is not signed by that peer: %w", errBadRequest, e.Key, e.Value.state, e.Stamp, err)
 	}
 	return nil
@@ -926,11 +1181,30 @@ func (s *state) decodeEntry(pe *meshpb.Entry) (entry, error) {
 	if meta == nil {
 		meta = &meshpb.PeerMeta{}
 	}
-	if n := proto.Size(meta); n > s.cfg.MaxMetaBytes {
+	if n := metaSize(meta); n > s.cfg.MaxMetaBytes {
 		return entry{}, fmt.Errorf("%w: meta of %s is %d bytes, above MaxMetaBytes (%d)", errBadRequest, addr, n, s.cfg.MaxMetaBytes)
 	}
 	return entry{Key: addr, Stamp: crdt.Stamp{Time: pe.GetTime(), Writer: w}, Deleted: st != meshpb.State_STATE_ALIVE,
-		Value: member{meta: meta, state: st, cert: cert, sig: sig}}, nil
+		Value: member{meta: meta, state: st, cred: newCredentials(cert, sig)}}, nil
+}
+
+// metaSize is proto.Size(m) without reflection: every received entry
+// carries a meta, and a joiner checks thousands.
+func metaSize(m *meshpb.PeerMeta) int {
+	if len(m.ProtoReflect().GetUnknown()) > 0 {
+		return proto.Size(m)
+	}
+	n := 0
+	if name := m.GetName(); name != "" {
+		n += 1 + protowire.SizeBytes(len(name))
+	}
+	for k, v := range m.GetTags() {
+		// A map entry is a message of key (1) and value (2), both always
+		// encoded.
+		e := 1 + protowire.SizeBytes(len(k)) + 1 + protowire.SizeBytes(len(v))
+		n += 1 + protowire.SizeBytes(e)
+	}
+	return n
 }
 
 // changed updates everything derived from the membership map.
@@ -952,7 +1226,7 @@ func (s *state) changed(changes []crdt.Change[string, member], now time.Time) {
 			delete(s.removedAt, addr)
 			delete(s.dead, addr)
 			if addr != s.self {
-				s.seen[addr] = now // grace: evidence starts when we learn of it
+				s.grace(addr, now) // evidence starts when we learn of it
 				s.emit(EventJoin, addr, c.New.Value.meta, now)
 			}
 		case !c.New.Deleted:
@@ -962,8 +1236,7 @@ func (s *state) changed(changes []crdt.Change[string, member], now time.Time) {
 		case wasLive:
 			viewChanged = true
 			s.removedAt[addr] = now
-			delete(s.seen, addr)
-			delete(s.held, addr)
+			s.gone = append(s.gone, addr) // its evidence goes with its view position
 			delete(s.suspects, addr)
 			delete(s.probeFails, addr)
 			if addr == s.self {
@@ -993,16 +1266,82 @@ func (s *state) changed(changes []crdt.Change[string, member], now time.Time) {
 }
 
 func (s *state) rebuildView() {
+	view := s.nextView()
+	// Carry each member's evidence to its new position: both views are
+	// sorted, so one merge walk does it.
+	seen := make([]time.Duration, len(view))
+	held := make([]uint64, len(view))
+	heldOK := make([]bool, len(view))
+	s.selfPos = -1
+	j := 0
+	for i, a := range view {
+		for j < len(s.view) && s.view[j] < a {
+			j++
+		}
+		seen[i] = noEvidence
+		if j < len(s.view) && s.view[j] == a {
+			seen[i], held[i], heldOK[i] = s.seen[j], s.held[j], s.heldOK[j]
+		}
+		if t, ok := s.graced[a]; ok {
+			seen[i] = t
+		}
+		if a == s.self {
+			s.selfPos = i
+		}
+	}
+	s.view, s.seen, s.held, s.heldOK = view, seen, held, heldOK
+	s.graced, s.gone = nil, nil
+}
+
+// nextView returns the sorted live addresses: the view without the
+// members gone, merged with those that came (graced, and self). Sorting
+// only the few that changed matters during a join, when views of
+// thousands change many times a round. Should the result not hold
+// exactly the live members, it collects and sorts them all instead.
+func (s *state) nextView() []string {
+	came := make([]string, 0, len(s.graced)+1)
+	for a := range s.graced {
+		came = append(came, a)
+	}
+	if _, live := s.members.Get(s.self); live && s.selfPos < 0 {
+		came = append(came, s.self)
+	}
+	slices.Sort(came)
+	slices.Sort(s.gone)
 	view := make([]string, 0, s.members.Len())
+	for i, j, g := 0, 0, 0; i < len(s.view) || j < len(came); {
+		if j < len(came) && (i == len(s.view) || came[j] < s.view[i]) {
+			view = append(view, came[j])
+			j++
+			continue
+		}
+		a := s.view[i]
+		i++
+		for g < len(s.gone) && s.gone[g] < a {
+			g++
+		}
+		if g == len(s.gone) || s.gone[g] != a {
+			view = append(view, a)
+		}
+	}
+	if len(view) == s.members.Len() && slices.IsSorted(view) && !hasAdjacentDup(view) {
+		return view
+	}
+	view = view[:0]
 	for a := range s.members.Live() {
 		view = append(view, a)
 	}
 	slices.Sort(view)
-	s.view = view
-	s.index = make(map[string]int, len(view))
-	for i, a := range view {
-		s.index[a] = i
+	return view
+}
+
+func hasAdjacentDup(v []string) bool {
+	for i := 1; i < len(v); i++ {
+		if v[i] == v[i-1] {
+			return true
+		}
 	}
+	return false
 }
 
 // purge drops tombstones older than TombstoneTTL.
@@ -1142,8 +1481,9 @@ func encodeEntries(es []entry) []*meshpb.Entry {
 }
 
 func encodeEntry(e entry) *meshpb.Entry {
+	cert, sig := e.Value.credentials()
 	pe := &meshpb.Entry{Addr: e.Key, Time: e.Stamp.Time, Writer: e.Stamp.Writer, State: e.Value.state,
-		Meta: e.Value.meta, Cert: e.Value.cert, Sig: e.Value.sig}
+		Meta: e.Value.meta, Cert: cert, Sig: sig}
 	if e.Deleted && e.Value.state == meshpb.State_STATE_ALIVE {
 		pe.State = meshpb.State_STATE_FAILED
 	}

@@ -573,6 +573,12 @@ func TestAuthorityRejectsImpersonation(t *testing.T) {
 	}
 }
 
+// setSeen sets st's evidence of addr, a live member, to t.
+func setSeen(st *state, addr string, t time.Time) {
+	i, _ := st.pos(addr)
+	st.seen[i] = t.Sub(st.origin)
+}
+
 // calm ticks net until no state is on the cautious rule (a new peer
 // starts on it) and returns the time.
 func calm(t *testing.T, net map[string]*state, now time.Time) time.Time {
@@ -655,7 +661,7 @@ func TestFalseSuspicionMakesPeerCautious(t *testing.T) {
 					t.Fatalf("fresh evidence did not clear the suspicion (suspects %v) or make a cautious", a.suspects)
 				}
 			}
-			a.seen[b] = now.Add(-a.halfExpiry()) // half an Expiry of silence
+			setSeen(a, b, now.Add(-a.halfExpiry())) // half an Expiry of silence
 			for i := range failedProbesToDeclare {
 				if i > 0 && !a.liveMember(b) {
 					t.Fatalf("%d failed exchanges removed a member", i)
@@ -676,7 +682,7 @@ func TestFalseSuspicionMakesPeerCautious(t *testing.T) {
 func TestStaleEvidenceDoesNotClearSuspicion(t *testing.T) {
 	net, names, now := cluster(t, 4)
 	a, b := net[names[0]], names[1]
-	a.seen[b] = now.Add(-3 * p)
+	setSeen(a, b, now.Add(-3*p))
 	a.inflight[b] = true
 	a.onError(&exchange{addr: b, kind: gossipPartner}, errors.New("refused"), now)
 	a.learn(b, 2*ageScale, a.digest, now) // ran 2 periods ago: newer than a's, older than the call
