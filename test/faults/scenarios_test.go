@@ -28,8 +28,9 @@ func isType(types ...string) func(event) bool {
 	return func(ev event) bool { return slices.Contains(types, ev.Type) }
 }
 
-// removals counts failed and leave events every watcher saw after since,
-// except those falseOK says are expected.
+// removals returns the failed and leave events the watchers saw after since,
+// except those expected says are expected (a crashed incarnation, the
+// other side of a partition).
 func (c *cluster) removals(since time.Time, expected func(event) bool, watchers []*agent) []event {
 	var out []event
 	for _, a := range watchers {
