@@ -5,8 +5,9 @@ STATICCHECK_VERSION        := v0.8.2
 GREMLINS_VERSION           := v0.6.0
 GOBIN                      := $(shell go env GOPATH)/bin
 FUZZTIME                   ?= 15s
+SOAKTIME                   ?= 10m
 
-.PHONY: all generate check-generated lint test fuzz bench mutate tools
+.PHONY: all generate check-generated lint test faults soak fuzz bench mutate tools
 
 all: test
 
@@ -35,6 +36,17 @@ lint:
 test: lint
 	go test -race -count=1 -run '^$$' ./... >/dev/null
 	go test -race -count=1 -p 1 ./...
+
+# faults runs the fault suite (test/faults, about 5 minutes): 7 agents,
+# as root each in its own network namespace, through a partition, loss
+# with jitter, a crash, a SIGSTOP and a 1-minute soak. Without namespaces
+# it says so and falls back to loopback, where the partition fails.
+faults:
+	MESH_FAULTS=1 go test -count=1 -v -timeout 15m -run 'TestFaults' ./test/faults
+
+# soak runs only the soak scenario, for SOAKTIME.
+soak:
+	MESH_FAULTS=1 MESH_FAULTS_SOAK=$(SOAKTIME) go test -count=1 -v -timeout 40m -run 'TestFaults/soak' ./test/faults
 
 fuzz:
 	go test ./property_test -run '^$$' -fuzz FuzzDecodeMerge -fuzztime $(FUZZTIME)
