@@ -173,6 +173,10 @@ type state struct {
 	refuted, started time.Time
 	leaving          bool
 	selfStamp        crdt.Stamp // stamp of this process's latest own entry
+	// renew asks the next round to re-stamp our entry, because another
+	// member failed; renewAt rate-limits it (see round).
+	renew   bool
+	renewAt time.Time
 
 	// Side effects for the caller to carry out after releasing its lock.
 	forget []string
@@ -208,8 +212,11 @@ func newState(cfg PeerConfig, now time.Time) *state {
 
 // assertSelf (re)writes our own entry with a fresh stamp: at start, on a
 // meta change, and to refute a tombstone or a floor above our entry.
-func (s *state) assertSelf(now time.Time) entry {
-	e := entry{Key: s.self, Stamp: crdt.Stamp{Time: s.tick(now), Writer: s.writer},
+func (s *state) assertSelf(now time.Time) entry { return s.assertSelfAt(s.tick(now), now) }
+
+// assertSelfAt writes our own entry at Lamport time t.
+func (s *state) assertSelfAt(t uint64, now time.Time) entry {
+	e := entry{Key: s.self, Stamp: crdt.Stamp{Time: t, Writer: s.writer},
 		Value: member{meta: s.meta, state: meshpb.State_STATE_ALIVE}}
 	s.sign(&e)
 	s.selfStamp = e.Stamp
@@ -276,6 +283,20 @@ func (s *state) round(now time.Time) []*exchange {
 	s.lastRound = now
 	s.stats.Rounds++
 	s.purge(now)
+	if s.renew && !s.leaving && !now.Before(s.renewAt) {
+		// Another member was declared failed: if by a partition, the
+		// other side is declaring us failed too, over the entry of ours
+		// it last saw. A newer entry makes those tombstones lose on
+		// arrival, so the heal does not make us flap on our own side.
+		// At most once an Expiry: N peers re-stamping is N entries to
+		// spread. One above our writer's last time is enough to win,
+		// and unlike a tick it never carries a clock that a rogue pushed
+		// far ahead to peers that would refuse it.
+		s.renew, s.renewAt = false, now.Add(s.expiry())
+		t := s.members.Version()[s.writer] + 1
+		s.clock.Observe(t)
+		s.assertSelfAt(t, now)
+	}
 
 	var out []*exchange
 	start := func(addr string, kind exchangeKind) {
@@ -1248,6 +1269,7 @@ func (s *state) changed(changes []crdt.Change[string, member], now time.Time) {
 				kind = EventLeave
 			} else {
 				s.rememberDead(addr, now)
+				s.renew = true
 			}
 			if c.New.Value.state == meshpb.State_STATE_LEFT {
 				delete(s.dead, addr)

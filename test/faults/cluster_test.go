@@ -106,14 +106,18 @@ type cluster struct {
 	period  time.Duration
 	dir     string
 	proxied bool
-	agents  []*agent // by host index
+	rpc     time.Duration // --rpc-timeout; 0: the agent's default (the period)
+	agents  []*agent      // by host index
 	incs    map[int]int
 }
 
-type clusterOpts struct{ proxied bool }
+type clusterOpts struct {
+	proxied    bool
+	rpcTimeout time.Duration
+}
 
 func newCluster(t *testing.T, nw *network, bin string, period time.Duration, o clusterOpts) *cluster {
-	c := &cluster{t: t, nw: nw, bin: bin, period: period, dir: t.TempDir(), proxied: o.proxied, agents: make([]*agent, len(nw.hosts)), incs: map[int]int{}}
+	c := &cluster{t: t, nw: nw, bin: bin, period: period, dir: t.TempDir(), proxied: o.proxied, rpc: o.rpcTimeout, agents: make([]*agent, len(nw.hosts)), incs: map[int]int{}}
 	for i := range nw.hosts {
 		seeds := []string{}
 		if i > 0 {
@@ -165,6 +169,9 @@ func (c *cluster) start(i int, name string, seeds []string) *agent {
 	}
 	if len(seeds) > 0 {
 		args = append(args, "--join", strings.Join(seeds, ","))
+	}
+	if c.rpc > 0 {
+		args = append(args, "--rpc-timeout", c.rpc.String())
 	}
 	a.p = startProc(t, c.dir, fmt.Sprintf("%s-h%d", name, i+1), h.command(context.Background(), c.bin, args...))
 	a.started = time.Now()

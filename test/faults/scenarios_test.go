@@ -170,7 +170,10 @@ func apartAddr(c *cluster, cut map[int]bool, ev event) bool {
 // of jitter for d, with a meta update every 10 s: no agent may remove a
 // live one.
 func testLoss(t *testing.T, nw *network, bin string, P time.Duration, d time.Duration) {
-	c := newCluster(t, nw, bin, P, clusterOpts{proxied: true})
+	// Jitter of up to 2P each way makes a round trip take up to 4P: an
+	// operator of such a network gives calls that long (--rpc-timeout),
+	// or every slow answer counts as a failed exchange.
+	c := newCluster(t, nw, bin, P, clusterOpts{proxied: true, rpcTimeout: 5 * P})
 	susp0, ref0 := c.sumMetric("mesh_suspicions_total"), c.sumMetric("mesh_suspicions_refuted_total")
 	err0 := c.sumMetric("mesh_sync_errors_total")
 	faults := fmt.Sprintf("loss=0.10 jitter=%v", 2*P)
