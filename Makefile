@@ -7,7 +7,7 @@ GOBIN                      := $(shell go env GOPATH)/bin
 FUZZTIME                   ?= 15s
 SOAKTIME                   ?= 10m
 
-.PHONY: all generate check-generated lint test faults soak fuzz bench mutate tools
+.PHONY: all generate check-generated lint test faults soak fuzz bench bench-crdt mutate tools
 
 all: test
 
@@ -52,7 +52,15 @@ fuzz:
 	go test ./property_test -run '^$$' -fuzz FuzzDecodeMerge -fuzztime $(FUZZTIME)
 	go test ./property_test -run '^$$' -fuzz FuzzExchange -fuzztime $(FUZZTIME)
 
+# bench runs the side-by-side benchmark against hashicorp/memberlist
+# (bench/, its own module) at N = 16 and 64 and rewrites bench/RESULTS.md,
+# results.svg and results.json, printing progress as it goes. BENCHFLAGS
+# adds meshbench flags, e.g. BENCHFLAGS='-n 16,64,128' (about 15 minutes).
 bench:
+	cd bench && go run ./cmd/meshbench -n 16,64 -reps 5 $(BENCHFLAGS)
+
+# bench-crdt runs the crdt package's benchmarks.
+bench-crdt:
 	go test ./crdt -run '^$$' -bench . -benchmem
 
 # mutate runs mutation testing over crdt/ (about 10 minutes on 2 cores) and

@@ -752,3 +752,62 @@ func TestFailureDoesNotKillNewerEntry(t *testing.T) {
 		t.Fatalf("a declared b failed with stamp %v, want %v", ta.Stamp, failedStamp(newer.Stamp))
 	}
 }
+
+// After a partition heals, each side's tombstones for the other arrive.
+// Those written about members of our own side must lose on arrival (they
+// renewed their entries on seeing the other side fail), so no member of a
+// side ever drops a member of its own side.
+func TestPartitionHealDoesNotFlapOwnSide(t *testing.T) {
+	net, names, now := cluster(t, 6)
+	now = calm(t, net, now)
+	sides := [][]string{names[:4], names[4:]}
+	part := func(side []string) map[string]*state {
+		m := map[string]*state{}
+		for _, a := range side {
+			m[a] = net[a]
+		}
+		return m
+	}
+	checkOwnSide := func(phase string) {
+		t.Helper()
+		for _, side := range sides {
+			for _, a := range side {
+				for _, b := range side {
+					if a != b && !net[a].liveMember(b) {
+						t.Fatalf("%s: %s dropped %s, a member of its own side", phase, a, b)
+					}
+				}
+			}
+		}
+	}
+	for range 30 {
+		now = now.Add(p)
+		for _, side := range sides {
+			tick(t, part(side), now)
+		}
+		checkOwnSide("partitioned")
+	}
+	for _, a := range sides[0] {
+		for _, b := range sides[1] {
+			if net[a].liveMember(b) {
+				t.Fatalf("after 30 partitioned rounds %s still lists %s", a, b)
+			}
+		}
+	}
+	for i := 0; ; i++ {
+		now = now.Add(p)
+		tick(t, net, now)
+		checkOwnSide("healing")
+		all := true
+		for _, a := range names {
+			all = all && len(liveKeys(net[a])) == len(names)
+		}
+		if all {
+			t.Logf("re-merged %d rounds after the heal", i+1)
+			return
+		}
+		if i > 60 {
+			t.Fatal("not re-merged 60 rounds after the heal")
+		}
+	}
+}
