@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -31,10 +32,19 @@ var (
 	_ Connector = (*grpcTransport)(nil)
 )
 
-func newGRPCTransport(opts []grpc.DialOption) *grpcTransport {
+// newGRPCTransport dials with opts, after a reconnect backoff scaled to
+// cfg (opts may override it): gRPC's default waits a second and more
+// before redialling a failed connection and fails every call meanwhile,
+// so one reset handshake would look like a run of failed exchanges.
+// Redialling after half an RPCTimeout makes it one.
+func newGRPCTransport(cfg PeerConfig) *grpcTransport {
+	opts := cfg.DialOptions
 	if len(opts) == 0 {
 		opts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
 	}
+	bo := backoff.DefaultConfig
+	bo.BaseDelay, bo.MaxDelay = cfg.RPCTimeout/2, cfg.MaxRetryInterval
+	opts = append([]grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{Backoff: bo, MinConnectTimeout: cfg.DialTimeout})}, opts...)
 	return &grpcTransport{opts: opts, conns: map[string]*grpc.ClientConn{}}
 }
 
@@ -63,32 +73,35 @@ func (t *grpcTransport) Sync(ctx context.Context, addr string, req *meshpb.SyncR
 	return meshpb.NewGossipServiceClient(c).Sync(ctx, req)
 }
 
-// Connect waits until the connection to addr is ready, and fails when
-// it cannot be made (refused, unreachable) or ctx ends first. A failed
-// connection fails this call but is redialled at once: gRPC would
-// otherwise fail every call for its reconnect backoff (a second and
-// more), and one reset connection would look like a run of failed
-// exchanges.
+// Connect waits until the connection to addr is ready; see WaitReady.
 func (t *grpcTransport) Connect(ctx context.Context, addr string) error {
 	c, err := t.conn(addr)
 	if err != nil {
 		return err
 	}
+	return WaitReady(ctx, c)
+}
+
+// WaitReady waits until cc is ready, and fails when the connection cannot
+// be made (refused, unreachable, waiting out its reconnect backoff) or
+// ctx ends first. The default Transport's Connect uses it; a Transport
+// that keeps its own *grpc.ClientConn values can implement Connector
+// with it.
+func WaitReady(ctx context.Context, cc *grpc.ClientConn) error {
 	for {
-		s := c.GetState()
+		s := cc.GetState()
 		switch s {
 		case connectivity.Ready:
 			return nil
 		case connectivity.Shutdown:
-			return fmt.Errorf("connect to %s: connection closed", addr)
+			return fmt.Errorf("connect to %s: connection closed", cc.Target())
 		case connectivity.TransientFailure:
-			c.ResetConnectBackoff()
-			return fmt.Errorf("connect to %s: %v", addr, s)
+			return fmt.Errorf("connect to %s: %v", cc.Target(), s)
 		case connectivity.Idle:
-			c.Connect()
+			cc.Connect()
 		}
-		if !c.WaitForStateChange(ctx, s) {
-			return fmt.Errorf("connect to %s: %w (state %v)", addr, ctx.Err(), s)
+		if !cc.WaitForStateChange(ctx, s) {
+			return fmt.Errorf("connect to %s: %w (state %v)", cc.Target(), ctx.Err(), s)
 		}
 	}
 }

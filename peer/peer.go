@@ -56,7 +56,7 @@ func NewPeer(config PeerConfig) *Peer {
 		subs:      map[*Subscription]struct{}{},
 	}
 	if p.transport == nil {
-		p.transport = newGRPCTransport(cfg.DialOptions)
+		p.transport = newGRPCTransport(cfg)
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.m = &Machine{st: newState(cfg, cfg.Clock.Now())}

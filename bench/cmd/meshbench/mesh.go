@@ -182,7 +182,8 @@ func (p *payloadCounter) HandleRPC(_ context.Context, s stats.RPCStats) {
 
 // grpcTransport is a peer.Transport like the library's default (unexported)
 // one: one lazily dialled *grpc.ClientConn per partner address, reused
-// across rounds, closed by Forget. It adds two things the benchmark needs:
+// across rounds, closed by Forget in the background, connected ahead of
+// a call by Connect (peer.WaitReady). It adds two things the benchmark needs:
 //
 //   - loss injection: each Sync request and each answer is dropped with
 //     the cluster's loss probability. A dropped message looks as it would
@@ -200,9 +201,10 @@ type grpcTransport struct {
 	loss     *loss
 	maxConns int
 
-	mu     sync.Mutex
-	conns  map[string]*cachedConn
-	closed bool
+	mu      sync.Mutex
+	conns   map[string]*cachedConn
+	closed  bool
+	closing sync.WaitGroup // Forget closes in the background, as the default does
 }
 
 type cachedConn struct {
@@ -211,7 +213,10 @@ type cachedConn struct {
 	lastUse  time.Time
 }
 
-var _ peer.Transport = (*grpcTransport)(nil)
+var (
+	_ peer.Transport = (*grpcTransport)(nil)
+	_ peer.Connector = (*grpcTransport)(nil)
+)
 
 func newGRPCTransport(l *loss, maxConns int) *grpcTransport {
 	return &grpcTransport{loss: l, maxConns: maxConns, conns: map[string]*cachedConn{}}
@@ -283,14 +288,29 @@ func (t *grpcTransport) Sync(ctx context.Context, addr string, req *meshpb.SyncR
 	return resp, err
 }
 
+// Connect gives the connection its own deadline before the call's, as the
+// default transport does (peer.DialTimeout).
+func (t *grpcTransport) Connect(ctx context.Context, addr string) error {
+	c, err := t.acquire(addr)
+	if err != nil {
+		return err
+	}
+	defer t.release(c)
+	return peer.WaitReady(ctx, c.cc)
+}
+
 func (t *grpcTransport) Forget(addr string) {
 	t.mu.Lock()
 	c := t.conns[addr]
 	delete(t.conns, addr)
-	t.mu.Unlock()
 	if c != nil {
-		c.cc.Close()
+		t.closing.Add(1)
+		go func() { // Close can block while calls drain; Forget must not
+			defer t.closing.Done()
+			c.cc.Close()
+		}()
 	}
+	t.mu.Unlock()
 }
 
 func (t *grpcTransport) Close() error {
@@ -301,5 +321,6 @@ func (t *grpcTransport) Close() error {
 	for _, c := range conns {
 		c.cc.Close()
 	}
+	t.closing.Wait()
 	return nil
 }
