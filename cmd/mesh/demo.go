@@ -21,7 +21,7 @@ seeded with the first one only, and shows, with a line per change:
   2. a meta update spreading to every peer;
   3. a graceful leave (seen by all within about one round trip);
   4. a crash (a peer stopped with no goodbye) detected by all, about
-     4 periods later: three failed exchanges, once everyone's evidence of
+     5 periods later: three failed exchanges, once everyone's evidence of
      it is half an expiry old (the demo first lets the peers watch their
      network for two expiries; new peers wait a whole expiry).
 Then prints one peer's members table and a summary in periods, and exits 0.`
