@@ -575,17 +575,6 @@ func (s *state) grace(addr string, now time.Time) {
 	s.graced[addr] = s.offset(now)
 }
 
-// expired reports whether addr has shown no sign of life for Expiry,
-// not counting time before our own last stall.
-func (s *state) expired(addr string, now time.Time) bool {
-	i, ok := s.pos(addr)
-	if !ok {
-		// No evidence: expired unless we stalled.
-		return s.resumed.IsZero() || now.Sub(s.resumed) > s.expiry()
-	}
-	return s.expiredAt(i, now)
-}
-
 // expiredPositions returns the view positions of the members other than
 // self that expired: expiredAt for each, with a fast pass that skips the
 // members with fresh evidence.
