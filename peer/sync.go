@@ -183,10 +183,10 @@ type state struct {
 	refuted, started time.Time
 	leaving          bool
 	selfStamp        crdt.Stamp // stamp of this process's latest own entry
-	// renew asks the next round to re-stamp our entry, because another
-	// member failed; renewAt rate-limits it (see round).
-	renew   bool
-	renewAt time.Time
+	// failedAt holds when the members that failed lately did; renewAt
+	// rate-limits renewals (see round).
+	failedAt []time.Time
+	renewAt  time.Time
 
 	// Side effects for the caller to carry out after releasing its lock.
 	forget []string
@@ -292,16 +292,21 @@ func (s *state) round(now time.Time) []*exchange {
 	s.lastRound = now
 	s.stats.Rounds++
 	s.purge(now)
-	if s.renew && !s.leaving && !now.Before(s.renewAt) {
-		// Another member was declared failed: if by a partition, the
+	// Failures within the last Expiry; two or more look like a partition.
+	s.failedAt = slices.DeleteFunc(s.failedAt, func(t time.Time) bool { return now.Sub(t) > s.expiry() })
+	if len(s.failedAt) >= 2 && !s.leaving && !now.Before(s.renewAt) {
+		// Several members were declared failed: if by a partition, the
 		// other side is declaring us failed too, over the entry of ours
 		// it last saw. A newer entry makes those tombstones lose on
 		// arrival, so the heal does not make us flap on our own side.
+		// Not after a single failure: under message loss a false one
+		// would make every member renew, and the exchanges of differing
+		// states that follow are slower, so more of them time out.
 		// At most once an Expiry: N peers re-stamping is N entries to
 		// spread. One above our writer's last time is enough to win,
 		// and unlike a tick it never carries a clock that a rogue pushed
 		// far ahead to peers that would refuse it.
-		s.renew, s.renewAt = false, now.Add(s.expiry())
+		s.failedAt, s.renewAt = s.failedAt[:0], now.Add(s.expiry())
 		t := s.members.Version()[s.writer] + 1
 		s.clock.Observe(t)
 		s.assertSelfAt(t, now)
@@ -1282,7 +1287,7 @@ func (s *state) changed(changes []crdt.Change[string, member], now time.Time) {
 				kind = EventLeave
 			} else {
 				s.rememberDead(addr, now)
-				s.renew = true
+				s.failedAt = append(s.failedAt, now)
 			}
 			if c.New.Value.state == meshpb.State_STATE_LEFT {
 				delete(s.dead, addr)
