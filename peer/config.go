@@ -40,10 +40,18 @@ type PeerConfig struct {
 	// PingPeriod for N members (5 periods up to 15 members, 8 at 64, 10
 	// at 256), because evidence takes about log N rounds to spread; a
 	// fixed Expiry that is too short for the cluster makes live members
-	// look silent under message loss. Raising it makes removal slower and
-	// false removals rarer.
+	// look silent under message loss. The default is never below
+	// 2 × RPCTimeout either (rounded up to whole periods): evidence
+	// reaches a peer through exchanges that may each take RPCTimeout,
+	// so on a network slow enough to need a longer RPCTimeout a live
+	// member's freshest evidence is that much older (found by the fault
+	// suite: with 0–2 periods of jitter and RPCTimeout 5P, the 5P Expiry
+	// of 7 members removed live ones). Raising it makes removal slower
+	// and false removals rarer.
 	Expiry time.Duration
-	// RPCTimeout bounds each Sync call. Default PingPeriod.
+	// RPCTimeout bounds each Sync call. Default PingPeriod. Raise it
+	// where a round trip can take longer than a period; the default
+	// Expiry grows with it (above).
 	RPCTimeout time.Duration
 	// DialTimeout bounds connecting to a partner (TCP, HTTP/2 and TLS
 	// handshakes) before a call's RPCTimeout starts, so that a first call
@@ -102,12 +110,27 @@ type PeerConfig struct {
 // DefaultPingPeriod is the round length when PingPeriod is zero.
 const DefaultPingPeriod = time.Second
 
-// DefaultExpiry is the Expiry a peer uses, when Expiry is zero, while it
-// knows n live members (itself included): max(5, ⌈1.25·log2(n+1)⌉) ×
-// period.
+// DefaultExpiry is the Expiry a peer with the default RPCTimeout uses,
+// when Expiry is zero, while it knows n live members (itself included):
+// max(5, ⌈1.25·log2(n+1)⌉) × period. See PeerConfig.DefaultExpiry for
+// other RPCTimeouts.
 func DefaultExpiry(n int, period time.Duration) time.Duration {
 	k := max(5, int(math.Ceil(1.25*math.Log2(float64(n+1)))))
 	return time.Duration(k) * period
+}
+
+// DefaultExpiry is the Expiry a peer with config c uses, when c.Expiry is
+// zero, while it knows n live members (itself included): the package's
+// DefaultExpiry, and at least 2 × RPCTimeout rounded up to whole periods.
+func (c PeerConfig) DefaultExpiry(n int) time.Duration {
+	d := sanitize(c).withDefaults()
+	return defaultExpiry(n, d.PingPeriod, d.RPCTimeout)
+}
+
+// defaultExpiry is PeerConfig.DefaultExpiry for a config with defaults set.
+func defaultExpiry(n int, period, rpcTimeout time.Duration) time.Duration {
+	floor := (2*rpcTimeout + period - 1) / period * period
+	return max(DefaultExpiry(n, period), floor)
 }
 
 // DefaultMaxMembers is MaxMembers when it is zero.

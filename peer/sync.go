@@ -609,16 +609,17 @@ func (s *state) expiredAt(i int, now time.Time) bool {
 	return last == noEvidence || off-last > exp
 }
 
-// expiry is Expiry, or by default max(5, ⌈1.25·log2(N+1)⌉) rounds: the
-// freshest evidence of a live member takes about log N rounds to reach
-// everyone, so a fixed window would expire live members of large clusters
-// by chance, and far more often under message loss.
+// expiry is Expiry, or by default max(5, ⌈1.25·log2(N+1)⌉) rounds and at
+// least 2 × RPCTimeout: the freshest evidence of a live member takes about
+// log N rounds to reach everyone, each exchange up to RPCTimeout, so a
+// fixed window would expire live members of large clusters (or slow
+// networks) by chance, and far more often under message loss.
 func (s *state) expiry() time.Duration {
 	if !s.cfg.autoExpiry {
 		return s.cfg.Expiry
 	}
 	if n := len(s.view); n != s.expiryN { // cached: round asks once per member
-		s.expiryN, s.expiryD = n, DefaultExpiry(n, s.cfg.PingPeriod)
+		s.expiryN, s.expiryD = n, defaultExpiry(n, s.cfg.PingPeriod, s.cfg.RPCTimeout)
 	}
 	return s.expiryD
 }

@@ -822,3 +822,38 @@ func TestPartitionHealDoesNotFlapOwnSide(t *testing.T) {
 		}
 	}
 }
+
+// The default Expiry grows with RPCTimeout: where a round trip may take
+// several periods, a live member's freshest evidence is that much older.
+// An explicit Expiry is kept as given.
+func TestDefaultExpiryCoversRPCTimeout(t *testing.T) {
+	for _, c := range []struct {
+		n           int
+		rpc, expiry time.Duration
+		want        time.Duration
+	}{
+		{n: 7, want: 5 * p},                            // default RPCTimeout: the N rule
+		{n: 64, rpc: 3 * p, want: 8 * p},               // the N rule is larger
+		{n: 7, rpc: 5 * p, want: 10 * p},               // 2 × RPCTimeout
+		{n: 7, rpc: 5*p + p/3, want: 11 * p},           // rounded up to whole periods
+		{n: 7, rpc: 5 * p, expiry: 6 * p, want: 6 * p}, // explicit: as given
+	} {
+		cfg := PeerConfig{SelfEndpoint: "10.0.0.1:7946", PingPeriod: p, RPCTimeout: c.rpc, Expiry: c.expiry}
+		if c.expiry == 0 {
+			if got := cfg.DefaultExpiry(c.n); got != c.want {
+				t.Errorf("N=%d RPCTimeout=%v: DefaultExpiry = %v, want %v", c.n, c.rpc, got, c.want)
+			}
+		}
+		m := NewMachine(cfg, t0)
+		for i := 2; i <= c.n; i++ { // a view of n members
+			e := entry{Key: fmt.Sprintf("10.0.1.%d:7946", i), Stamp: crdt.Stamp{Time: 1, Writer: "w"},
+				Value: member{state: meshpb.State_STATE_ALIVE}}
+			if ch, ok, _ := m.st.members.Put(e); ok {
+				m.st.changed([]crdt.Change[string, member]{ch}, t0)
+			}
+		}
+		if got := m.Expiry(); got != c.want {
+			t.Errorf("N=%d RPCTimeout=%v Expiry=%v: the peer's Expiry is %v, want %v", len(m.st.view), c.rpc, c.expiry, got, c.want)
+		}
+	}
+}

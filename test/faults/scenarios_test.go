@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gossipmesh/mesh/peer"
 )
 
 // firstEvent returns the time of the first event of a's watcher after
@@ -174,6 +176,8 @@ func testLoss(t *testing.T, nw *network, bin string, P time.Duration, d time.Dur
 	// operator of such a network gives calls that long (--rpc-timeout),
 	// or every slow answer counts as a failed exchange.
 	c := newCluster(t, nw, bin, P, clusterOpts{proxied: true, rpcTimeout: 5 * P})
+	say(t, "loss: --rpc-timeout %v, so every agent's default expiry at 7 members is %v",
+		5*P, peer.PeerConfig{PingPeriod: P, RPCTimeout: 5 * P}.DefaultExpiry(len(c.agents)))
 	susp0, ref0 := c.sumMetric("mesh_suspicions_total"), c.sumMetric("mesh_suspicions_refuted_total")
 	err0 := c.sumMetric("mesh_sync_errors_total")
 	faults := fmt.Sprintf("loss=0.10 jitter=%v", 2*P)
@@ -336,8 +340,8 @@ func testCrash(t *testing.T, nw *network, bin string, P time.Duration) {
 // resumes its own late round counts as starvation, so it expires nobody.
 // Asserted: no failed event anywhere, all 7 alive and converged.
 //
-// 20P is far beyond: the others remove it (expiry, then two probes that
-// time out), and when it resumes it refutes its tombstone and is back,
+// 20P is far beyond: the others remove it (three failed exchanges once
+// it has been silent long enough), and when it resumes it refutes its tombstone and is back,
 // while it removes nobody itself.
 func testSlow(t *testing.T, nw *network, bin string, P time.Duration) {
 	c := newCluster(t, nw, bin, P, clusterOpts{})
