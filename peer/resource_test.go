@@ -117,8 +117,11 @@ func TestResourcesFlatOverJoinLeaveCycles(t *testing.T) {
 		var d net.Dialer
 		return d.DialContext(ctx, "tcp", lis.Addr().String())
 	}
+	// Time is virtual but calls are real: a long RPCTimeout keeps a call
+	// slowed by -race from failing, and Expiry is pinned to the N rule's
+	// 5P, which a long RPCTimeout would otherwise raise to 200P.
 	pr := NewPeer(PeerConfig{SelfEndpoint: "10.255.255.1:7946", PingPeriod: p, RPCTimeout: 10 * time.Second,
-		TombstoneTTL: 20 * p, Clock: clk, Rand: rand.New(rand.NewPCG(1, 1)),
+		Expiry: 5 * p, TombstoneTTL: 20 * p, Clock: clk, Rand: rand.New(rand.NewPCG(1, 1)),
 		DialOptions: []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithContextDialer(dialer)}})
 	defer pr.Stop()
 

@@ -737,9 +737,11 @@ func (s *state) answer(req *meshpb.SyncRequest, now time.Time) (*meshpb.SyncResp
 		return nil, fmt.Errorf("%w: this peer is in %q, the request came from %q", errClusterMismatch, s.cfg.ClusterName, req.GetCluster())
 	}
 	if req.GetPush() {
-		if err := s.applyEntries(req.GetDelta(), nil, now); err != nil {
+		changes, err := s.applyEntries(req.GetDelta(), nil, now)
+		if err != nil {
 			return nil, err
 		}
+		s.relayFailures(changes, req.GetFrom())
 		return &meshpb.SyncResponse{}, nil
 	}
 	if !req.GetFull() {
@@ -753,7 +755,7 @@ func (s *state) answer(req *meshpb.SyncRequest, now time.Time) (*meshpb.SyncResp
 	if err != nil {
 		return nil, err
 	}
-	if err := s.applyEntries(req.GetDelta(), covers(theirs, req.GetCut()), now); err != nil {
+	if _, err := s.applyEntries(req.GetDelta(), covers(theirs, req.GetCut()), now); err != nil {
 		return nil, err
 	}
 	s.observeClock(req.GetClock())
@@ -842,7 +844,7 @@ func (s *state) onResponse(ex *exchange, resp *meshpb.SyncResponse, now time.Tim
 		if err != nil {
 			return nil, err
 		}
-		if err := s.applyEntries(resp.GetDelta(), covers(theirs, resp.GetCut()), now); err != nil {
+		if _, err := s.applyEntries(resp.GetDelta(), covers(theirs, resp.GetCut()), now); err != nil {
 			return nil, err
 		}
 		s.learnNamed(resp.GetNamedAges(), now)
@@ -1024,6 +1026,26 @@ func (s *state) others() []string {
 	return out
 }
 
+// relayFailures passes on each failure that a push told this peer first
+// to Fanout+2 random members other than the sender (SWIM's dissemination
+// by rumour mongering). The declarer itself pushes to ⌈log2 N⌉ members;
+// relayed, the news reaches nearly every peer in a few one-way hops within
+// the round, instead of 2-3 rounds of anti-entropy. A peer relays only the
+// push that changed its state, so a failure costs about (Fanout+2)·N
+// pushes however many members declare it: pushing to every member from
+// every declarer instead swamped a 64-peer process (see declare).
+func (s *state) relayFailures(changes []crdt.Change[string, member], from string) {
+	for _, c := range changes {
+		if !c.New.Deleted || c.New.Value.state != meshpb.State_STATE_FAILED ||
+			!c.HadOld || c.Old.Deleted || c.New.Key == s.self {
+			continue
+		}
+		n := s.cfg.Fanout + 2
+		to := slices.DeleteFunc(s.randomOthers(n+1), func(a string) bool { return a == from })
+		s.push(c.New, to[:min(len(to), n)])
+	}
+}
+
 // push queues e to be told to each of to, one-way, beside anti-entropy.
 func (s *state) push(e entry, to []string) {
 	if len(to) == 0 {
@@ -1072,33 +1094,33 @@ func (s *state) checkFloor(floor uint64, now time.Time) {
 	}
 }
 
-// applyEntries validates and merges received entries. Nothing changes
-// when any entry is invalid.
-func (s *state) applyEntries(in []*meshpb.Entry, cov crdt.VersionVector, now time.Time) error {
+// applyEntries validates and merges received entries and returns what
+// changed. Nothing changes when any entry is invalid.
+func (s *state) applyEntries(in []*meshpb.Entry, cov crdt.VersionVector, now time.Time) ([]crdt.Change[string, member], error) {
 	if len(in) > s.cfg.MaxDeltaEntries && !sameTime(in) {
-		return fmt.Errorf("%w: delta of %d entries, above MaxDeltaEntries (%d)", errLimit, len(in), s.cfg.MaxDeltaEntries)
+		return nil, fmt.Errorf("%w: delta of %d entries, above MaxDeltaEntries (%d)", errLimit, len(in), s.cfg.MaxDeltaEntries)
 	}
 	entries := make([]entry, 0, len(in))
 	for _, pe := range in {
 		e, err := s.decodeEntry(pe)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		// Signatures are checked only for entries that would win: the
 		// others change nothing, and checking costs a public-key operation.
 		if cur, ok := s.members.Lookup(e.Key); !ok || cur.Stamp.Less(e.Stamp) {
 			if err := s.verify(e); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		entries = append(entries, e)
 	}
 	if err := s.checkRoom(entries); err != nil {
-		return err
+		return nil, err
 	}
 	changes, err := s.members.ApplyDelta(crdt.Delta[string, member]{Entries: entries, Covers: cov})
 	if err != nil {
-		return fmt.Errorf("%w: %w", errBadRequest, err)
+		return nil, fmt.Errorf("%w: %w", errBadRequest, err)
 	}
 	for _, e := range entries {
 		s.clock.Observe(e.Stamp.Time)
@@ -1114,7 +1136,7 @@ func (s *state) applyEntries(in []*meshpb.Entry, cov crdt.VersionVector, now tim
 		// linger while the refutation spreads by anti-entropy.
 		s.push(s.assertSelf(now), s.others())
 	}
-	return nil
+	return changes, nil
 }
 
 // sameTime reports whether all entries share one Lamport time: the only
