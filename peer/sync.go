@@ -737,11 +737,12 @@ func (s *state) answer(req *meshpb.SyncRequest, now time.Time) (*meshpb.SyncResp
 		return nil, fmt.Errorf("%w: this peer is in %q, the request came from %q", errClusterMismatch, s.cfg.ClusterName, req.GetCluster())
 	}
 	if req.GetPush() {
+		quiet := s.quietFailures(req.GetDelta(), now) // before the failures take the evidence away
 		changes, err := s.applyEntries(req.GetDelta(), nil, now)
 		if err != nil {
 			return nil, err
 		}
-		s.relayFailures(changes, req.GetFrom())
+		s.relayFailures(changes, req.GetFrom(), quiet)
 		return &meshpb.SyncResponse{}, nil
 	}
 	if !req.GetFull() {
@@ -1034,16 +1035,35 @@ func (s *state) others() []string {
 // push that changed its state, so a failure costs about (Fanout+2)·N
 // pushes however many members declare it: pushing to every member from
 // every declarer instead swamped a 64-peer process (see declare).
-func (s *state) relayFailures(changes []crdt.Change[string, member], from string) {
+//
+// Only failures of members quiet by this peer's own evidence too (see
+// quietFailures) are relayed: a crashed member's evidence stops at its
+// crash everywhere, while fresh evidence here says the declaration is
+// probably false, and the member will refute it; relaying it would only
+// spread the flap to everyone.
+func (s *state) relayFailures(changes []crdt.Change[string, member], from string, quiet []string) {
 	for _, c := range changes {
 		if !c.New.Deleted || c.New.Value.state != meshpb.State_STATE_FAILED ||
-			!c.HadOld || c.Old.Deleted || c.New.Key == s.self {
+			!c.HadOld || c.Old.Deleted || c.New.Key == s.self || !slices.Contains(quiet, c.New.Key) {
 			continue
 		}
 		n := s.cfg.Fanout + 2
 		to := slices.DeleteFunc(s.randomOthers(n+1), func(a string) bool { return a == from })
 		s.push(c.New, to[:min(len(to), n)])
 	}
+}
+
+// quietFailures returns the members that entries declare failed and that
+// have been silent here for half an Expiry less a period: about as long
+// as the declarer must have seen them silent.
+func (s *state) quietFailures(in []*meshpb.Entry, now time.Time) []string {
+	var out []string
+	for _, pe := range in {
+		if pe.GetState() == meshpb.State_STATE_FAILED && s.silent(pe.GetAddr(), now) > s.halfExpiry()-s.cfg.PingPeriod {
+			out = append(out, pe.GetAddr())
+		}
+	}
+	return out
 }
 
 // push queues e to be told to each of to, one-way, beside anti-entropy.

@@ -860,43 +860,53 @@ func TestDefaultExpiryCoversRPCTimeout(t *testing.T) {
 }
 
 // A peer that a push tells of a failure first relays it, once, to
-// Fanout+2 members other than the sender; a repeat of the same push, and a
-// pushed meta update, are not relayed.
+// Fanout+2 members other than the sender, if its own evidence agrees that
+// the member has been quiet; a repeat of the same push, a failure of a
+// member heard from lately, and a pushed meta update are not relayed.
 func TestFailureRelayedOnce(t *testing.T) {
 	net, names, now := cluster(t, 8)
-	from, b, victim := names[0], net[names[1]], names[7]
+	from, b, c, victim := names[0], net[names[1]], net[names[2]], names[7]
 	alive, _ := b.members.Lookup(victim)
 	tomb := entry{Key: victim, Stamp: failedStamp(alive.Stamp), Deleted: true,
 		Value: member{meta: alive.Value.meta, state: meshpb.State_STATE_FAILED}}
 	req := &meshpb.SyncRequest{Cluster: b.cfg.ClusterName, From: from, Push: true, Delta: encodeEntries([]entry{tomb})}
+
+	setSeen(b, victim, now.Add(-p)) // b heard from the victim a round ago
 	if _, err := b.answer(req, now); err != nil {
+		t.Fatal(err)
+	}
+	if b.liveMember(victim) || len(b.pushes) != 0 {
+		t.Fatalf("with fresh evidence: live member %v, %d relays; want it dropped and not relayed", b.liveMember(victim), len(b.pushes))
+	}
+
+	setSeen(c, victim, now.Add(-c.halfExpiry())) // c agrees: quiet for half an Expiry
+	if _, err := c.answer(req, now); err != nil {
 		t.Fatal(err)
 	}
 	var to []string
-	for _, ex := range b.pushes {
+	for _, ex := range c.pushes {
 		to = append(to, ex.addr)
 	}
 	slices.Sort(to)
-	if len(to) != b.cfg.Fanout+2 || slices.Contains(to, from) || slices.Contains(to, victim) || slices.Contains(to, b.self) ||
+	if len(to) != c.cfg.Fanout+2 || slices.Contains(to, from) || slices.Contains(to, victim) || slices.Contains(to, c.self) ||
 		len(slices.Compact(slices.Clone(to))) != len(to) {
-		t.Fatalf("relayed to %v, want Fanout+2 = %d distinct live members other than the sender %s, the victim and self", to, b.cfg.Fanout+2, from)
+		t.Fatalf("relayed to %v, want Fanout+2 = %d distinct live members other than the sender %s, the victim and self", to, c.cfg.Fanout+2, from)
 	}
-	b.pushes = nil
-	if _, err := b.answer(req, now); err != nil {
+	c.pushes = nil
+	if _, err := c.answer(req, now); err != nil {
 		t.Fatal(err)
 	}
-	if len(b.pushes) != 0 {
-		t.Fatalf("the same failure pushed again was relayed %d times, want 0", len(b.pushes))
+	if len(c.pushes) != 0 {
+		t.Fatalf("the same failure pushed again was relayed %d times, want 0", len(c.pushes))
 	}
 	a := net[from]
 	if err := a.setMeta(&meshpb.PeerMeta{Name: "v2"}, now); err != nil {
 		t.Fatal(err)
 	}
-	meta := a.pushes[0].req
-	if _, err := b.answer(meta, now); err != nil {
+	if _, err := c.answer(a.pushes[0].req, now); err != nil {
 		t.Fatal(err)
 	}
-	if len(b.pushes) != 0 {
-		t.Fatalf("a pushed meta update was relayed %d times, want 0", len(b.pushes))
+	if len(c.pushes) != 0 {
+		t.Fatalf("a pushed meta update was relayed %d times, want 0", len(c.pushes))
 	}
 }
