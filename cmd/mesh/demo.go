@@ -163,7 +163,8 @@ func (d *demo) run(ctx context.Context, n int) error {
 	victim := d.peers[n-1]
 	victim.stop()
 	victim.down = true
-	d.logf("crash: %s stopped with no goodbye; removed after three failed exchanges once silent for half an expiry (%s)", victim.name, d.inP(expiry/2))
+	half := (expiry/2 + d.period - 1) / d.period * d.period // rounded up to a whole period, as the peers do
+	d.logf("crash: %s stopped with no goodbye; removed after three failed exchanges once silent for half an expiry (%s)", victim.name, d.inP(half))
 	failed, err := d.wait(ctx, "crash", d.seenAs(victim, meshpb.State_STATE_FAILED))
 	if err != nil {
 		return err
