@@ -37,7 +37,7 @@ test: lint
 	go test -race -count=1 -run '^$$' ./... >/dev/null
 	go test -race -count=1 -p 1 ./...
 
-# faults runs the fault suite (test/faults, about 5 minutes): 7 agents,
+# faults runs the fault suite (test/faults, about 4 minutes): 7 agents,
 # as root each in its own network namespace, through a partition, loss
 # with jitter, a crash, a SIGSTOP and a 1-minute soak. Without namespaces
 # it says so and falls back to loopback, where the partition fails.

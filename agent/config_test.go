@@ -42,6 +42,8 @@ func TestValidateAddresses(t *testing.T) {
 		{Config{Bind: "127.0.0.1:70000"}, "port must be a number in 0..65535"},
 		{Config{Bind: "127.0.0.1:7946", Join: []string{"10.0.0.1:0"}}, "port must be a number in 1..65535"},
 		{Config{Bind: "127.0.0.1:7946", Period: 10 * time.Microsecond}, "--period"},
+		{Config{Bind: "127.0.0.1:7946", RPCTimeout: time.Second}, ""},
+		{Config{Bind: "127.0.0.1:7946", RPCTimeout: -time.Second}, "--rpc-timeout -1s: must not be negative"},
 	} {
 		err := tc.cfg.Validate()
 		switch {
