@@ -34,7 +34,8 @@ func (rp *report) svg() []byte {
 		w(`<text x="%d" y="22">%s</text>`+"\n", lx+34, s.name)
 		lx += 60 + 7*len(s.name)
 	}
-	w(`<text x="%d" y="22" fill="#555">P = %v; times in periods; x: cluster size N (log scale); × censored (a timeout at %.0f P)</text>`+"\n", lx+10, rp.o.period, rp.o.limit)
+	w(`<text x="%d" y="22" fill="#555">P = %v; times in periods; x: cluster size N (log scale)</text>`+"\n", lx+10, rp.o.period)
+	w(`<text x="20" y="34" font-size="10" fill="#555">× &gt; limit: censored, the figure reaches a change not done within %.0f periods and is only a lower bound</text>`+"\n", rp.o.limit)
 
 	sizes := rp.o.sizes
 	lo, hi := math.Log2(float64(sizes[0])), math.Log2(float64(sizes[len(sizes)-1]))
