@@ -38,6 +38,7 @@ type meshNode struct {
 	addr    string
 	runDone chan struct{}
 	subDone chan struct{}
+	sub     *peer.Subscription
 	once    sync.Once
 }
 
@@ -85,6 +86,7 @@ func (c *meshCluster) start() error {
 	meshpb.RegisterGossipServiceServer(n.srv, n.p)
 	c.tr.observe(addr)
 	sub := n.p.Subscribe(1 << 14)
+	n.sub = sub
 	go func() { // exits when the peer stops and closes sub.C
 		defer close(n.subDone)
 		for ev := range sub.C {
@@ -155,6 +157,17 @@ func (c *meshCluster) traffic() traffic {
 }
 
 func (c *meshCluster) setLoss(p float64) { c.loss.set(p) }
+
+// droppedEvents returns how many events the peers' subscriptions dropped
+// because the tracker fell behind: the tracker's views miss them, so a
+// timeout with drops would be the bench's, not the peers'.
+func (c *meshCluster) droppedEvents() uint64 {
+	var d uint64
+	for _, n := range c.nodes {
+		d += n.sub.Dropped()
+	}
+	return d
+}
 
 func (c *meshCluster) close() {
 	var wg sync.WaitGroup

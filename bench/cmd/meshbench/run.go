@@ -148,7 +148,11 @@ func (r *runner) rep(rep int) error {
 	wait := func(what string, t0 time.Time, done doneFunc) float64 {
 		p, lag := tr.wait(live, t0, r.o.period, r.o.limit, done)
 		if math.IsInf(p, 1) {
-			r.note("%s %s: %d of %d nodes not done after %.0f periods (e.g. %v, which misses %v)", tag, what, len(lag), len(live), r.o.limit, lag[:min(2, len(lag))], tr.missing(lag[0], live))
+			var drops string
+			if d, ok := c.(interface{ droppedEvents() uint64 }); ok {
+				drops = fmt.Sprintf("; subscriptions dropped %d events", d.droppedEvents())
+			}
+			r.note("%s %s: %d of %d nodes not done after %.0f periods (e.g. %v, which misses %v)%s", tag, what, len(lag), len(live), r.o.limit, lag[:min(2, len(lag))], tr.missing(lag[0], live), drops)
 		}
 		return p
 	}
