@@ -97,6 +97,13 @@ func TestTrackerCountsOnlyFalseRemovals(t *testing.T) {
 	if ev, _ := tr.falseSince(time.Now().Add(time.Second)); ev != 0 {
 		t.Fatalf("falseSince(future) = %d, want 0", ev)
 	}
+	// Observers are the live nodes other than the ones going.
+	if n := tr.notSeeing([]string{"a"}, []string{"b"}); n != 0 {
+		t.Errorf("notSeeing(b) = %d, want 0: a saw b come back", n)
+	}
+	if n := tr.notSeeing([]string{"b"}, []string{"a"}); n != 1 {
+		t.Errorf("notSeeing(a) = %d, want 1: b dropped a and never saw it back", n)
+	}
 }
 
 func TestMeshMaxConns(t *testing.T) {

@@ -208,3 +208,20 @@ func (t *tracker) missing(obs string, live []string) string {
 	}
 	return fmt.Sprintf("%d members, e.g. %v", len(out), out[:min(3, len(out))])
 }
+
+// notSeeing returns how many observers in live do not see every member of
+// gone.
+func (t *tracker) notSeeing(live, gone []string) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for _, obs := range live {
+		for _, g := range gone {
+			if _, ok := t.views[obs][g]; !ok {
+				n++
+				break
+			}
+		}
+	}
+	return n
+}
