@@ -53,11 +53,15 @@ fuzz:
 	go test ./property_test -run '^$$' -fuzz FuzzExchange -fuzztime $(FUZZTIME)
 
 # bench runs the side-by-side benchmark against hashicorp/memberlist
-# (bench/, its own module) at N = 16 and 64 and rewrites bench/RESULTS.md,
-# results.svg and results.json, printing progress as it goes. BENCHFLAGS
-# adds meshbench flags, e.g. BENCHFLAGS='-n 16,64,128' (about 15 minutes).
+# (bench/, its own module) at N = 16, 64 and 128, 5 repetitions each, and
+# rewrites bench/RESULTS.md, results.svg and results.json, printing progress
+# as it goes. The 2-minute loss phases run after the repetitions, both
+# systems in one window per size, and N = 16 shares N = 64's window (each
+# cluster in its own process): under 10 minutes on 2 cores. BENCHFLAGS adds
+# meshbench flags, e.g. BENCHFLAGS='-loss-together=' for a window per size
+# (about 2 minutes more).
 bench:
-	cd bench && go run ./cmd/meshbench -n 16,64 -reps 5 $(BENCHFLAGS)
+	cd bench && go run ./cmd/meshbench -n 16,64,128 -reps 5 -loss-together 16+64 $(BENCHFLAGS)
 
 # bench-crdt runs the crdt package's benchmarks.
 bench-crdt:

@@ -8,13 +8,14 @@
 // competes with the other for the CPU. Per repetition it measures, in
 // periods: join convergence after concurrent joins, propagation of one
 // meta update, removal of 1 and of N/8 crashed nodes, and removal of one
-// node that left gracefully. The first repetition also samples
-// steady-state bytes and CPU, then injects message loss and counts false
-// removals.
+// node that left gracefully; the first converged repetition also samples
+// steady-state bytes and CPU. Then a fresh cluster of each system runs the
+// loss phase, both in the same window (and the windows of the sizes that
+// -loss-together groups merged into one), counting false removals.
 //
 // Run from bench/:
 //
-//	go run ./cmd/meshbench -n 16,64,128 -reps 5 -loss-duration 30s
+//	go run ./cmd/meshbench -n 16,64,128 -reps 5 -loss-together 16+64
 package main
 
 import (
@@ -25,6 +26,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -44,14 +46,18 @@ var (
 
 func main() {
 	render := flag.String("render", "", "re-render RESULTS.md and results.svg from this results.json (after editing closing.md) instead of running")
+	worker := flag.String("loss-worker", "", "internal: run the loss phase of this system at the one size -n, talking to the parent run on stdin and stdout")
 	o, out, err := parseFlags(flag.CommandLine, os.Args[1:])
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "meshbench: %v\n", err)
 		os.Exit(2)
 	}
-	if *render != "" {
+	switch {
+	case *worker != "":
+		err = lossWorker(o, *worker)
+	case *render != "":
 		err = rerender(*render, out)
-	} else {
+	default:
 		err = run(o, out)
 	}
 	if err != nil {
@@ -69,8 +75,9 @@ func parseFlags(fs *flag.FlagSet, args []string) (options, string, error) {
 		period  = fs.Duration("period", 100*time.Millisecond, "P: mesh PingPeriod = memberlist ProbeInterval")
 		steady  = fs.Duration("steady", 10*time.Second, "steady-state window for bytes and CPU (first repetition)")
 		lossR   = fs.Float64("loss", 0.10, "probability of dropping each message during the loss phase")
-		lossD   = fs.Duration("loss-duration", 2*time.Minute, "length of the loss phase (first repetition)")
-		limit   = fs.Float64("limit", 300, "periods to wait for any one change before recording a timeout")
+		lossD   = fs.Duration("loss-duration", 2*time.Minute, "length of the loss phase (its own cluster per system, after the repetitions)")
+		groups  = fs.String("loss-together", "", "sizes whose loss phases share one window, e.g. 16+64 (comma-separated groups; other sizes each get their own)")
+		limit   = fs.Float64("limit", 150, "periods to wait for any one change; a change still incomplete then is recorded as censored (> limit)")
 		systems = fs.String("systems", "mesh,memberlist", "systems to run, in order")
 		seed    = fs.Uint64("seed", 0, "seed for victim choice and loss (0: from the clock)")
 		out     = fs.String("out", ".", "directory for RESULTS.md, results.svg and results.json")
@@ -82,6 +89,9 @@ func parseFlags(fs *flag.FlagSet, args []string) (options, string, error) {
 	o := options{reps: *reps, period: *period, steady: *steady, lossRate: *lossR,
 		lossDuration: *lossD, limit: *limit, seed: *seed}
 	if err := o.parse(*sizes, *systems); err != nil {
+		return options{}, "", err
+	}
+	if err := o.parseLossGroups(*groups); err != nil {
 		return options{}, "", err
 	}
 	if o.seed == 0 {
@@ -138,6 +148,52 @@ func (o *options) parse(sizes, systems string) error {
 	return nil
 }
 
+// parseLossGroups fills lossGroups from groups such as "16+64,128": the
+// sizes joined by + run their loss phases in one window. Every size of -n
+// not named gets a window of its own.
+func (o *options) parseLossGroups(groups string) error {
+	seen := map[int]bool{}
+	for _, g := range strings.Split(groups, ",") {
+		if strings.TrimSpace(g) == "" {
+			continue
+		}
+		var grp []int
+		for _, s := range strings.Split(g, "+") {
+			n, err := strconv.Atoi(strings.TrimSpace(s))
+			if err != nil || !slices.Contains(o.sizes, n) {
+				return fmt.Errorf("-loss-together: %q is not one of the sizes -n %v", s, o.sizes)
+			}
+			if seen[n] {
+				return fmt.Errorf("-loss-together: %d is in two groups", n)
+			}
+			seen[n] = true
+			grp = append(grp, n)
+		}
+		o.lossGroups = append(o.lossGroups, grp)
+	}
+	for _, n := range o.sizes {
+		if !seen[n] {
+			o.lossGroups = append(o.lossGroups, []int{n})
+		}
+	}
+	return nil
+}
+
+// lossGroupEndingAt returns the group whose loss window is due once the
+// repetitions at size n are done (n is its last size in -n order), or nil.
+func (o *options) lossGroupEndingAt(n int) []int {
+	for _, g := range o.lossGroups {
+		last := -1
+		for _, m := range g {
+			last = max(last, slices.Index(o.sizes, m))
+		}
+		if o.sizes[last] == n {
+			return g
+		}
+	}
+	return nil
+}
+
 func run(o options, out string) error {
 	start := time.Now()
 	fmt.Printf("meshbench: N=%v, %d reps, P=%v, steady %v, loss %.0f%% for %v, seed %d\n",
@@ -162,6 +218,19 @@ func run(o options, out string) error {
 				return fmt.Errorf("%s at N=%d: %w", sys, n, err)
 			}
 			results = append(results, res)
+		}
+		var window []*result
+		for _, r := range results {
+			if slices.Contains(o.lossGroupEndingAt(n), r.N) {
+				window = append(window, r)
+			}
+		}
+		if o.lossDuration == 0 {
+			for _, r := range window {
+				r.LossSkipped = "not run (-loss-duration 0)"
+			}
+		} else if err := lossStage(o, start, window); err != nil {
+			return err
 		}
 	}
 	wall := time.Since(start)
@@ -218,6 +287,7 @@ func rerender(path, out string) error {
 		Args    []string  `json:"args"`
 		Started time.Time `json:"started"`
 		WallS   float64   `json:"wall_s"`
+		Limit   float64   `json:"limit_periods"`
 		Seed    uint64    `json:"seed"`
 		Results []*result `json:"results"`
 	}
@@ -241,6 +311,11 @@ func rerender(path, out string) error {
 		return fmt.Errorf("render %s: saved flags: %w", path, err)
 	}
 	o.seed = saved.Seed
+	if saved.Limit > 0 { // runs before it was saved used -limit, default 300
+		o.limit = saved.Limit
+	} else if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "-limit") }) {
+		o.limit = 300
+	}
 	for _, r := range saved.Results {
 		for _, xs := range [][]float64{r.Join, r.Update, r.Fail1, r.FailK, r.Leave} {
 			for i, x := range xs {

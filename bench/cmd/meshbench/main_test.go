@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -96,6 +97,13 @@ func TestTrackerCountsOnlyFalseRemovals(t *testing.T) {
 	if ev, _ := tr.falseSince(time.Now().Add(time.Second)); ev != 0 {
 		t.Fatalf("falseSince(future) = %d, want 0", ev)
 	}
+	// Observers are the live nodes other than the ones going.
+	if n := tr.notSeeing([]string{"a"}, []string{"b"}); n != 0 {
+		t.Errorf("notSeeing(b) = %d, want 0: a saw b come back", n)
+	}
+	if n := tr.notSeeing([]string{"b"}, []string{"a"}); n != 1 {
+		t.Errorf("notSeeing(a) = %d, want 1: b dropped a and never saw it back", n)
+	}
 }
 
 func TestMeshMaxConns(t *testing.T) {
@@ -163,7 +171,8 @@ func TestReportRenders(t *testing.T) {
 		wall:    time.Minute,
 	}
 	md := string(rp.markdown())
-	for _, want := range []string{"## Targets at N = 64", "| join convergence | ≤ 0.2× | 0.10× | 0.10× | met |", "timeout", "## N = 16", "results.svg"} {
+	for _, want := range []string{"## Targets at N = 64", "| join convergence | ≤ 0.2× | 0.10× | 0.10× | met |",
+		"| update propagation | ≤ 0.4× | 0.10× | < 0.03× | met |", "> 400.0", "[20.0 40.0 60.0 80.0 >400]", "## N = 16", "results.svg"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("RESULTS.md lacks %q", want)
 		}
@@ -181,5 +190,74 @@ func TestReportRenders(t *testing.T) {
 	var v any
 	if err := json.Unmarshal(rp.json(), &v); err != nil {
 		t.Fatalf("results.json: %v", err)
+	}
+}
+
+// A timeout says only that a change took longer than the limit: a median
+// or p95 that reaches one is a lower bound, a ratio against it a bound,
+// and a verdict that a bound cannot settle is not given.
+func TestCensoredFiguresAreBounds(t *testing.T) {
+	inf := math.Inf(1)
+	rp := report{o: options{limit: 100}}
+	for _, c := range []struct {
+		xs   []float64
+		f    func([]float64) float64
+		want bound
+	}{
+		{[]float64{1, 2, 3, 4, inf}, median, bound{v: 3}},
+		{[]float64{1, 2, 3, 4, inf}, p95, bound{100, ">"}},
+		{[]float64{1, 2, inf, inf, inf}, median, bound{100, ">"}},
+		{[]float64{30, inf}, median, bound{65, ">"}}, // mean of 30 and more than 100
+	} {
+		if got := rp.stat(c.xs, c.f); got != c.want {
+			t.Errorf("stat(%v) = %+v, want %+v", c.xs, got, c.want)
+		}
+	}
+	for _, c := range []struct {
+		a, b bound
+		want string
+	}{
+		{bound{v: 2}, bound{v: 4}, "0.50×"},
+		{bound{v: 2}, bound{100, ">"}, "< 0.02×"},
+		{bound{100, ">"}, bound{v: 50}, "> 2.00×"},
+		{bound{100, ">"}, bound{100, ">"}, "–"},
+	} {
+		if got := fmtRatio(ratio(c.a, c.b)); got != c.want {
+			t.Errorf("ratio(%+v, %+v) = %s, want %s", c.a, c.b, got, c.want)
+		}
+	}
+	for _, c := range []struct {
+		m, p bound
+		want string
+	}{
+		{bound{v: 0.1}, bound{0.02, "<"}, "met"},
+		{bound{v: 0.1}, bound{0.5, "<"}, "undetermined: a bound only (censored)"},
+		{bound{0.5, ">"}, bound{v: 0.1}, "**missed**"},
+		{bound{0.1, ">"}, bound{v: 0.1}, "undetermined: a bound only (censored)"},
+		{bound{v: 0.1}, bound{v: 0.3}, "met on median, **missed on p95**"},
+	} {
+		if got := verdict(c.m, c.p, 0.2); got != c.want {
+			t.Errorf("verdict(%+v, %+v) = %q, want %q", c.m, c.p, got, c.want)
+		}
+	}
+}
+
+// Sizes grouped by -loss-together share one window, which opens after the
+// repetitions at the group's last size; the others each get their own.
+func TestLossGroups(t *testing.T) {
+	o := options{sizes: []int{16, 64, 128}}
+	if err := o.parseLossGroups("16+64"); err != nil {
+		t.Fatal(err)
+	}
+	for n, want := range map[int][]int{16: nil, 64: {16, 64}, 128: {128}} {
+		if got := o.lossGroupEndingAt(n); !slices.Equal(got, want) {
+			t.Errorf("window after N=%d: %v, want %v", n, got, want)
+		}
+	}
+	for _, bad := range []string{"16+32", "16+64,64", "x"} {
+		o := options{sizes: []int{16, 64, 128}}
+		if err := o.parseLossGroups(bad); err == nil {
+			t.Errorf("parseLossGroups(%q) accepted", bad)
+		}
 	}
 }

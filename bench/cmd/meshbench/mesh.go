@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/stats"
 
@@ -28,6 +29,7 @@ type meshCluster struct {
 	wireWrite  atomic.Int64 // HTTP/2 bytes written by every server
 	maxConns   int
 	configSeen peer.PeerConfig
+	dialOpts   []grpc.DialOption // every peer's, see newGRPCTransport
 }
 
 type meshNode struct {
@@ -36,6 +38,7 @@ type meshNode struct {
 	addr    string
 	runDone chan struct{}
 	subDone chan struct{}
+	sub     *peer.Subscription
 	once    sync.Once
 }
 
@@ -44,6 +47,10 @@ type meshNode struct {
 // (see grpcTransport).
 func startMesh(n int, period time.Duration, tr *tracker, seed uint64, maxConns int) (*meshCluster, error) {
 	c := &meshCluster{period: period, tr: tr, loss: newLoss(seed), maxConns: maxConns}
+	// The timings the library's default transport derives its dial options
+	// from, with the defaults filled in (the peer is never run).
+	d := peer.NewPeer(peer.PeerConfig{SelfEndpoint: "127.0.0.1:1", PingPeriod: period}).Config()
+	c.dialOpts = dialOptions(d)
 	for range n {
 		if err := c.start(); err != nil {
 			c.close()
@@ -63,7 +70,7 @@ func (c *meshCluster) start() error {
 	cfg := peer.PeerConfig{
 		SelfEndpoint: addr,
 		PingPeriod:   c.period,
-		Transport:    newGRPCTransport(c.loss, c.maxConns),
+		Transport:    newGRPCTransport(c.loss, c.maxConns, c.dialOpts),
 	}
 	if err := cfg.Validate(); err != nil {
 		lis.Close()
@@ -79,6 +86,7 @@ func (c *meshCluster) start() error {
 	meshpb.RegisterGossipServiceServer(n.srv, n.p)
 	c.tr.observe(addr)
 	sub := n.p.Subscribe(1 << 14)
+	n.sub = sub
 	go func() { // exits when the peer stops and closes sub.C
 		defer close(n.subDone)
 		for ev := range sub.C {
@@ -150,6 +158,17 @@ func (c *meshCluster) traffic() traffic {
 
 func (c *meshCluster) setLoss(p float64) { c.loss.set(p) }
 
+// droppedEvents returns how many events the peers' subscriptions dropped
+// because the tracker fell behind: the tracker's views miss them, so a
+// timeout with drops would be the bench's, not the peers'.
+func (c *meshCluster) droppedEvents() uint64 {
+	var d uint64
+	for _, n := range c.nodes {
+		d += n.sub.Dropped()
+	}
+	return d
+}
+
 func (c *meshCluster) close() {
 	var wg sync.WaitGroup
 	for _, n := range c.nodes {
@@ -200,6 +219,7 @@ func (p *payloadCounter) HandleRPC(_ context.Context, s stats.RPCStats) {
 type grpcTransport struct {
 	loss     *loss
 	maxConns int
+	opts     []grpc.DialOption
 
 	mu      sync.Mutex
 	conns   map[string]*cachedConn
@@ -218,8 +238,23 @@ var (
 	_ peer.Connector = (*grpcTransport)(nil)
 )
 
-func newGRPCTransport(l *loss, maxConns int) *grpcTransport {
-	return &grpcTransport{loss: l, maxConns: maxConns, conns: map[string]*cachedConn{}}
+func newGRPCTransport(l *loss, maxConns int, opts []grpc.DialOption) *grpcTransport {
+	return &grpcTransport{loss: l, maxConns: maxConns, opts: opts, conns: map[string]*cachedConn{}}
+}
+
+// dialOptions returns the options the library's default transport dials
+// with (peer/grpc.go, newGRPCTransport): a reconnect backoff from half the
+// period up to MaxRetryInterval and DialTimeout per attempt, instead of
+// gRPC's defaults (1 s growing to 120 s, 20 s per attempt). With gRPC's,
+// one refused or reset connection would leave the partner unreachable for
+// ten periods or more, which the library's own transport does not do.
+func dialOptions(c peer.PeerConfig) []grpc.DialOption {
+	bo := backoff.DefaultConfig
+	bo.BaseDelay, bo.MaxDelay = min(c.PingPeriod, c.RPCTimeout)/2, c.MaxRetryInterval
+	return []grpc.DialOption{
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: bo, MinConnectTimeout: c.DialTimeout}),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+	}
 }
 
 // acquire returns the connection to addr, dialling it if needed, and marks
@@ -235,7 +270,7 @@ func (t *grpcTransport) acquire(addr string) (*cachedConn, error) {
 		if t.maxConns > 0 && len(t.conns) >= t.maxConns {
 			t.evictLocked()
 		}
-		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		cc, err := grpc.NewClient(addr, t.opts...)
 		if err != nil {
 			return nil, fmt.Errorf("dial %s: %w", addr, err)
 		}

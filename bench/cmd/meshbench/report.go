@@ -8,6 +8,8 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -61,9 +63,10 @@ func (rp *report) json() []byte {
 		Started time.Time `json:"started"`
 		WallS   float64   `json:"wall_s"`
 		Period  string    `json:"period"`
+		Limit   float64   `json:"limit_periods"` // a sample of -1 took longer
 		Seed    uint64    `json:"seed"`
 		Results []*result `json:"results"`
-	}{rp.args, rp.started, rp.wall.Seconds(), rp.o.period.String(), rp.o.seed, jsonSafe(rp.results)}, "", "  ")
+	}{rp.args, rp.started, rp.wall.Seconds(), rp.o.period.String(), rp.o.limit, rp.o.seed, jsonSafe(rp.results)}, "", "  ")
 	return append(b, '\n')
 }
 
@@ -121,7 +124,7 @@ func (rp *report) markdown() []byte {
 			if mt.target == 0 {
 				continue
 			}
-			rm, rpct := ratio(median(mt.get(m)), median(mt.get(l))), ratio(p95(mt.get(m)), p95(mt.get(l)))
+			rm, rpct := ratio(rp.stat(mt.get(m), median), rp.stat(mt.get(l), median)), ratio(rp.stat(mt.get(m), p95), rp.stat(mt.get(l), p95))
 			v := verdict(rm, rpct, mt.target)
 			if len(stall) > 0 {
 				v = "not judged: " + strings.Join(stall, ", ")
@@ -131,6 +134,9 @@ func (rp *report) markdown() []byte {
 		fv := map[bool]string{true: "met", false: "**missed**"}[m.Loss == 0]
 		if stalled(m) > 0 {
 			fv = "not judged: " + stall[0]
+		}
+		if m.LossSkipped != "" {
+			fv = "not judged: mesh's loss phase " + m.LossSkipped
 		}
 		w("| false removals at %.0f%% loss over %v | 0 | mesh %s | memberlist %s | %s |\n\n",
 			100*rp.o.lossRate, rp.o.lossDuration, falseText(m), falseText(l), fv)
@@ -156,17 +162,37 @@ func (rp *report) markdown() []byte {
 				w("| %s (%.0f%%, %v) | removals (nodes) | %s | | %s | | | |\n", title, 100*rp.o.lossRate, rp.o.lossDuration, falseText(m), falseText(l))
 				continue
 			}
+			mm, mp, lm, lp := rp.stat(mv, median), rp.stat(mv, p95), rp.stat(lv, median), rp.stat(lv, p95)
+			if mt.unit != "periods" { // only times can be censored
+				mm, mp, lm, lp = bound{v: median(mv)}, bound{v: p95(mv)}, bound{v: median(lv)}, bound{v: p95(lv)}
+			}
 			w("| %s | %s | %s | %s | %s | %s | %s | %s |\n", title, mt.unit,
-				fmtV(median(mv), mt.unit), fmtV(p95(mv), mt.unit), fmtV(median(lv), mt.unit), fmtV(p95(lv), mt.unit),
-				fmtRatio(ratio(median(mv), median(lv))), fmtRatio(ratio(p95(mv), p95(lv))))
+				fmtV(mm, mt.unit), fmtV(mp, mt.unit), fmtV(lm, mt.unit), fmtV(lp, mt.unit),
+				fmtRatio(ratio(mm, lm)), fmtRatio(ratio(mp, lp)))
 		}
 		other := func(r *result) string {
 			if r == nil {
 				return "–"
 			}
-			return fmt.Sprintf("%d false removals outside the loss phase; all saw all again %s periods after loss ended", r.Other, fmtP(r.Heal))
+			s := fmt.Sprintf("%d false removals outside the loss phase", r.Other)
+			if r.LossSkipped != "" {
+				return s + "; loss phase " + r.LossSkipped
+			}
+			s += fmt.Sprintf("; all saw all again %s periods after loss ended", rp.fmtCens(r.Heal))
+			if len(r.LossWith) > 0 {
+				s += fmt.Sprintf("; its loss phase ran in the same %v window as those of %s", rp.o.lossDuration, strings.Join(r.LossWith, ", "))
+			}
+			if r.SteadyUnconverged {
+				s += "; **steady state sampled on a cluster whose join never converged**"
+			}
+			return s
 		}
 		w("\nmesh: %s. memberlist: %s.\n\n", other(m), other(l))
+		for _, r := range []*result{m, l} {
+			if r != nil && censored(r) > 0 {
+				w("**%s: %d change(s) at N = %d not complete within the %.0f-period limit**; shown as \"> x\": a lower bound, and a ratio against it is a bound too (\"<\" or \">\").\n\n", r.System, censored(r), n, rp.o.limit)
+			}
+		}
 		for _, r := range []*result{m, l} {
 			if r != nil && stalled(r) > 0 {
 				w("**%s did not converge in %d of %d repetitions at N = %d**: its figures at this size describe an overloaded process, not the protocol.\n\n", r.System, stalled(r), len(r.Join), n)
@@ -184,11 +210,11 @@ func (rp *report) markdown() []byte {
 	}
 
 	w("## How it was measured\n\n")
-	w("- One process runs every node of one system at a time: N mesh peers, each a `peer.Peer` on its own `grpc.Server` on 127.0.0.1:0, then N memberlist nodes from `memberlist.Create`, each with its own UDP and TCP port on 127.0.0.1. The other system is fully shut down meanwhile, so neither competes for the %d cores.\n", runtime.NumCPU())
-	w("- Each repetition starts a fresh cluster and, in order: **join** (every node but the first joins the first, all calls issued at once; done when every node has seen all N), **update** (one random node publishes new meta: mesh `UpdateMeta`, memberlist a `Delegate` whose `NodeMeta` returns the new bytes, then `UpdateNode`; done when all others see it), **failure detection** (one random node, then N/8 at once, are killed without a goodbye: mesh `Peer.Stop` and `grpc.Server.Stop`, memberlist `Shutdown` without `Leave`; done when every survivor has dropped them), **leave** (mesh `Peer.Leave(ctx)`, memberlist `Leave(10P)` then `Shutdown`; done when every node has dropped it). The seed (node 0) is never killed.\n")
-	w("- Times come from each node's own membership events (mesh `Subscribe`, memberlist `EventDelegate`, timestamped as they fire), so polling does not load the CPU being measured: a change is complete at the latest event among the nodes that must see it. A change not complete after %.0f periods is recorded as a timeout.\n", rp.o.limit)
-	w("- The first repetition, once converged, also samples **steady state** for %v in five windows (the median and p95 are over windows): bytes per node per second and process CPU (`getrusage` user+system, divided by N). **Payload** counts each byte once, by its sender: for mesh the gRPC message bytes (protobuf plus 5-byte prefix) in and out on every server, from a `grpc.StatsHandler`; for memberlist the UDP packet bytes and TCP stream bytes written by a `Transport` wrapper around `NetTransport`. **Wire** adds framing: for mesh every byte read and written on the servers' HTTP/2 connections (headers, trailers, frame headers, settings, window updates); for memberlist it equals payload. Neither counts IP/UDP/TCP headers.\n", rp.o.steady)
-	w("- Then the **loss phase**: for %v each message is dropped with probability %.2f. mesh: a `peer.Transport` (set through `PeerConfig.Transport`) drops a Sync request or its answer, and the call then fails at its deadline, as a lost message would; memberlist: the transport wrapper drops incoming UDP packets (TCP streams are reliable and never dropped). A false removal is a failure event (mesh `EventFailed`, memberlist `NotifyLeave` with `StateDead`) about a node that is running, counted over all observers until all see all again.\n", rp.o.lossDuration, rp.o.lossRate)
+	w("- One process runs every node of one system at a time for the timed phases and the steady state: N mesh peers, each a `peer.Peer` on its own `grpc.Server` on 127.0.0.1:0, then N memberlist nodes from `memberlist.Create`, each with its own UDP and TCP port on 127.0.0.1. The other system is fully shut down meanwhile, so neither competes for the %d cores. Only the loss phase shares the machine (below).\n", runtime.NumCPU())
+	w("- Each repetition starts a fresh cluster and, in order: **join** (every node but the first joins the first, all calls issued at once; done when every node has seen all N), **update** (one random node publishes new meta: mesh `UpdateMeta`, memberlist a `Delegate` whose `NodeMeta` returns the new bytes, then `UpdateNode`; done when all others see it), **failure detection** (one random node, then N/8 at once, are killed without a goodbye: mesh `Peer.Stop` and `grpc.Server.Stop`, memberlist `Shutdown` without `Leave`; done when every survivor has dropped them), **leave** (mesh `Peer.Leave(ctx)`, memberlist `Leave(10P)` then `Shutdown`; done when every node has dropped it). The seed (node 0) is never killed. A repetition whose join does not converge stops there: update, crash and leave times on a cluster still missing members would time an overloaded process's churn. After two such repetitions a system gets no more at that size.\n")
+	w("- Times come from each node's own membership events (mesh `Subscribe`, memberlist `EventDelegate`, timestamped as they fire), so polling does not load the CPU being measured: a change is complete at the latest event among the nodes that must see it. A change not complete after %.0f periods is **censored**: it is known only to take more than %.0f periods, written `> %.0f` in the raw samples. A median or p95 that depends on a censored sample is a lower bound (`> x`), and a ratio against a bound is a bound (`< x×`, `> x×`), or `–` when both are; the same limit applies to both systems.\n", rp.o.limit, rp.o.limit, rp.o.limit)
+	w("- The first repetition whose join converged also samples **steady state** for %v in five windows (the median and p95 are over windows); if none converged, the last repetition does, and the report says so. Steady state is bytes per node per second and process CPU (`getrusage` user+system, divided by N). **Payload** counts each byte once, by its sender: for mesh the gRPC message bytes (protobuf plus 5-byte prefix) in and out on every server, from a `grpc.StatsHandler`; for memberlist the UDP packet bytes and TCP stream bytes written by a `Transport` wrapper around `NetTransport`. **Wire** adds framing: for mesh every byte read and written on the servers' HTTP/2 connections (headers, trailers, frame headers, settings, window updates); for memberlist it equals payload. Neither counts IP/UDP/TCP headers.\n", rp.o.steady)
+	w("- The **loss phase** runs after the repetitions, on a fresh cluster per system and size, each joined and converged first (memberlist's first, while no other cluster runs, since its join is the fragile one). %s Then for %v each message is dropped with probability %.2f, switched on and off at the same moment in every cluster of the window: every system in it faces the same loss for the same time on the same machine. mesh: a `peer.Transport` (set through `PeerConfig.Transport`) drops a Sync request or its answer, and the call then fails at its deadline, as a lost message would; memberlist: the transport wrapper drops incoming UDP packets (TCP streams are reliable and never dropped). A false removal is a failure event (mesh `EventFailed`, memberlist `NotifyLeave` with `StateDead`) about a node that is running, counted over all observers until all see all again. A system that converged in no repetition at a size, or whose loss cluster does not converge within the limit, has no loss phase there: removals on a cluster still missing members would count churn, not loss.\n", rp.windowText(), rp.o.lossDuration, rp.o.lossRate)
 	w("- The mesh transport is the library's default one re-implemented in bench (it is unexported): one lazily dialled `grpc.ClientConn` per partner, closed by `Forget`, plus the loss injection and a cap on cached connections that applies only when the process's descriptor limit cannot hold a connection from every peer to every other (2N(N−1) descriptors): %s\n\n", rp.capNote())
 
 	w("## Configurations\n\n")
@@ -207,14 +233,27 @@ func (rp *report) markdown() []byte {
 	w("## Raw samples (periods; steady state per window)\n\n")
 	for _, r := range rp.results {
 		w("- %s N=%d: join %v; update %v; fail1 %v; fail%d %v; leave %v; payload %v; wire %v; CPU %v\n",
-			r.System, r.N, fmtList(r.Join), fmtList(r.Update), fmtList(r.Fail1), r.K, fmtList(r.FailK), fmtList(r.Leave),
-			fmtList(r.Bytes), fmtList(r.Wire), fmtList(r.CPU))
+			r.System, r.N, rp.fmtList(r.Join), rp.fmtList(r.Update), rp.fmtList(r.Fail1), r.K, rp.fmtList(r.FailK), rp.fmtList(r.Leave),
+			rp.fmtList(r.Bytes), rp.fmtList(r.Wire), rp.fmtList(r.CPU))
 	}
 	w("\n")
 	if c := strings.TrimSpace(closing); c != "" {
 		w("%s\n", c)
 	}
 	return []byte(b.String())
+}
+
+// windowText says which loss phases shared a window.
+func (rp *report) windowText() string {
+	var ws []string
+	for _, g := range rp.o.lossGroups {
+		var sz []string
+		for _, n := range g {
+			sz = append(sz, strconv.Itoa(n))
+		}
+		ws = append(ws, "N = "+strings.Join(sz, " and "))
+	}
+	return fmt.Sprintf("Each loss cluster runs in a process of its own (`-loss-worker`: its own Go scheduler and garbage collector), and the clusters of both systems share one loss window per group of sizes: %s (%d window(s) in all). Within a window the clusters compete for the same cores, which they never do in the timed phases; the kernel divides the cores between the processes.", strings.Join(ws, "; "), len(ws))
 }
 
 func (rp *report) capNote() string {
@@ -321,13 +360,50 @@ func procField(path, key string) string {
 	return ""
 }
 
-// ratio is a/b, or NaN when either is missing or a timeout: a timeout is
-// a bound, not a figure, so no ratio with it means anything.
-func ratio(a, b float64) float64 {
-	if math.IsNaN(a) || math.IsNaN(b) || math.IsInf(a, 0) || math.IsInf(b, 0) || b == 0 {
-		return math.NaN()
+// bound is a summary figure that may be known only as a bound: rel ""
+// means exactly v, ">" more than v, "<" less than v. A timeout says only
+// that the change took longer than the limit, so a median or p95 that
+// reaches a timeout is a lower bound, and a ratio against it a bound.
+type bound struct {
+	v   float64
+	rel string
+}
+
+// stat applies f (median or p95) to xs, taking each timeout as the limit,
+// and reports a lower bound when the result depends on a timeout: when it
+// changes if the timeouts are taken as longer still.
+func (rp *report) stat(xs []float64, f func([]float64) float64) bound {
+	with := func(c float64) []float64 {
+		ys := slices.Clone(xs)
+		for i, y := range ys {
+			if math.IsInf(y, 1) {
+				ys[i] = c
+			}
+		}
+		return ys
 	}
-	return a / b
+	v := f(with(rp.o.limit))
+	if f(with(10*rp.o.limit+1)) != v {
+		return bound{v, ">"}
+	}
+	return bound{v: v}
+}
+
+// ratio is a/b, as a bound when either is one, or NaN when it cannot be
+// bounded (both bounds, or nothing to divide).
+func ratio(a, b bound) bound {
+	if math.IsNaN(a.v) || math.IsNaN(b.v) || math.IsInf(a.v, 0) || math.IsInf(b.v, 0) || b.v == 0 {
+		return bound{v: math.NaN()}
+	}
+	switch {
+	case a.rel == "" && b.rel == "":
+		return bound{v: a.v / b.v}
+	case a.rel == ">" && b.rel == "":
+		return bound{a.v / b.v, ">"}
+	case a.rel == "" && b.rel == ">":
+		return bound{a.v / b.v, "<"}
+	}
+	return bound{v: math.NaN()}
 }
 
 // stalled returns how many of r's repetitions never converged after the
@@ -343,43 +419,90 @@ func stalled(r *result) int {
 	return n
 }
 
-func verdict(rm, rp, target float64) string {
-	switch {
-	case math.IsNaN(rm):
-		return "no data"
-	case rm <= target && rp <= target:
-		return "met"
-	case rm <= target:
-		return "met on median, **missed on p95**"
+// censored returns how many of r's timed changes hit the limit.
+func censored(r *result) int {
+	n := 0
+	for _, xs := range [][]float64{r.Join, r.Update, r.Fail1, r.FailK, r.Leave} {
+		for _, x := range xs {
+			if math.IsInf(x, 1) {
+				n++
+			}
+		}
 	}
-	return "**missed**"
+	return n
 }
 
-func fmtRatio(r float64) string {
-	if math.IsNaN(r) {
+// verdict judges a ratio's median and p95 bounds against the target.
+func verdict(rm, rp bound, target float64) string {
+	m, p := meets(rm, target), meets(rp, target)
+	switch {
+	case m == "no":
+		return "**missed**"
+	case m == "?" || p == "?":
+		return "undetermined: a bound only (censored)"
+	case p == "yes":
+		return "met"
+	}
+	return "met on median, **missed on p95**"
+}
+
+// meets says whether the ratio is within target: "yes", "no" or "?".
+func meets(r bound, target float64) string {
+	switch {
+	case math.IsNaN(r.v):
+		return "?"
+	case r.rel != ">" && r.v <= target:
+		return "yes"
+	case r.rel != "<" && r.v >= target && !(r.rel == "" && r.v == target):
+		return "no"
+	}
+	return "?"
+}
+
+func fmtRatio(r bound) string {
+	if math.IsNaN(r.v) {
 		return "–"
 	}
-	return fmt.Sprintf("%.2f×", r)
+	return fmt.Sprintf("%s%.2f×", relText(r.rel), r.v)
 }
 
-func fmtV(v float64, unit string) string {
+func relText(rel string) string {
+	if rel == "" {
+		return ""
+	}
+	return rel + " "
+}
+
+func fmtV(b bound, unit string) string {
+	v := b.v
+	var s string
 	switch {
 	case math.IsNaN(v):
 		return "–"
 	case math.IsInf(v, 1):
 		return "timeout"
 	case unit == "periods":
-		return fmt.Sprintf("%.1f", v)
+		s = fmt.Sprintf("%.1f", v)
 	case unit == "s/node/min":
-		return fmt.Sprintf("%.3f", v)
+		s = fmt.Sprintf("%.3f", v)
+	default:
+		s = fmt.Sprintf("%.0f", v)
 	}
-	return fmt.Sprintf("%.0f", v)
+	return relText(b.rel) + s
 }
 
-func fmtList(xs []float64) string {
+// fmtCens formats one time in periods, a timeout as "> limit".
+func (rp *report) fmtCens(x float64) string {
+	if math.IsInf(x, 1) {
+		return fmt.Sprintf("> %.0f", rp.o.limit)
+	}
+	return fmtP(x)
+}
+
+func (rp *report) fmtList(xs []float64) string {
 	s := make([]string, len(xs))
 	for i, x := range xs {
-		s[i] = fmtP(x)
+		s[i] = strings.ReplaceAll(rp.fmtCens(x), " ", "")
 		if !math.IsInf(x, 1) && x >= 100 {
 			s[i] = fmt.Sprintf("%.0f", x)
 		}
@@ -401,6 +524,9 @@ func sum(xs []float64) float64 {
 func falseText(r *result) string {
 	if r == nil {
 		return "–"
+	}
+	if r.LossSkipped != "" {
+		return "not run"
 	}
 	return fmt.Sprintf("%d (%d)", r.Loss, r.LossNodes)
 }

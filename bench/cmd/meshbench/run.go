@@ -1,7 +1,9 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -23,6 +25,7 @@ type options struct {
 	lossDuration time.Duration
 	limit        float64 // periods to wait for any one change
 	systems      []string
+	lossGroups   [][]int // sizes whose loss phases share a window
 	seed         uint64
 	fdLimit      uint64
 }
@@ -49,6 +52,14 @@ type result struct {
 	LossNodes int       `json:"false_removed_nodes_loss"` // distinct running nodes so removed
 	Other     int       `json:"false_removals_normal"`    // observers' removals of running nodes outside it, all reps
 
+	// SteadyUnconverged: the steady state was sampled on a cluster whose
+	// join never completed, because no repetition's did.
+	SteadyUnconverged bool `json:"steady_unconverged,omitempty"`
+	// LossSkipped says why the loss phase did not run; empty if it ran.
+	LossSkipped string `json:"loss_skipped,omitempty"`
+	// LossWith names the systems whose loss phase ran in the same window.
+	LossWith []string `json:"loss_with,omitempty"`
+
 	OtherLoad    []float64 `json:"other_load_cores"` // cores other processes used, per repetition
 	LossDuration float64   `json:"loss_duration_s"`
 	MaxConns     int       `json:"mesh_max_conns,omitempty"`
@@ -57,10 +68,11 @@ type result struct {
 
 // runner runs the phases of one system at one size and prints progress.
 type runner struct {
-	o     options
-	start time.Time
-	rng   *rand.Rand
-	res   *result
+	o        options
+	start    time.Time
+	rng      *rand.Rand
+	res      *result
+	timeouts int // repetitions whose join did not converge
 }
 
 func (r *runner) logf(format string, args ...any) {
@@ -77,6 +89,8 @@ func (r *runner) note(format string, args ...any) {
 func (r *runner) sleepPeriods(k float64) { time.Sleep(time.Duration(k * float64(r.o.period))) }
 
 // newCluster starts a cluster of the runner's system.
+// rep numbers from 0 to reps-1 are the repetitions; rep = reps is the loss
+// phase's cluster.
 func (r *runner) newCluster(tr *tracker, rep int) (cluster, error) {
 	seed := r.o.seed ^ uint64(r.res.N)<<32 ^ uint64(rep)
 	if r.res.System == "mesh" {
@@ -97,18 +111,14 @@ func (r *runner) newCluster(tr *tracker, rep int) (cluster, error) {
 
 // run measures every repetition.
 func (r *runner) run() error {
-	timeouts := 0
 	for rep := range r.o.reps {
 		if err := r.rep(rep); err != nil {
 			return err
 		}
 		runtime.GC()
-		if math.IsInf(r.res.Join[rep], 1) {
-			timeouts++
-		}
 		// A cluster that twice failed to converge is overloaded on this
 		// machine: more repetitions would only add timeouts and minutes.
-		if timeouts == 2 && rep+1 < r.o.reps {
+		if r.timeouts == 2 && rep+1 < r.o.reps {
 			r.note("gave up after %d repetitions: the cluster did not converge in two of them", rep+1)
 			break
 		}
@@ -138,7 +148,11 @@ func (r *runner) rep(rep int) error {
 	wait := func(what string, t0 time.Time, done doneFunc) float64 {
 		p, lag := tr.wait(live, t0, r.o.period, r.o.limit, done)
 		if math.IsInf(p, 1) {
-			r.note("%s %s: %d of %d nodes not done after %.0f periods (e.g. %v, which misses %v)", tag, what, len(lag), len(live), r.o.limit, lag[:min(2, len(lag))], tr.missing(lag[0], live))
+			var drops string
+			if d, ok := c.(interface{ droppedEvents() uint64 }); ok {
+				drops = fmt.Sprintf("; subscriptions dropped %d events", d.droppedEvents())
+			}
+			r.note("%s %s: %d of %d nodes not done after %.0f periods (e.g. %v, which misses %v)%s", tag, what, len(lag), len(live), r.o.limit, lag[:min(2, len(lag))], tr.missing(lag[0], live), drops)
 		}
 		return p
 	}
@@ -156,16 +170,30 @@ func (r *runner) rep(rep int) error {
 	c.joinAll()
 	join := wait("join", t0, tr.seesAll(live))
 	r.res.Join = append(r.res.Join, join)
+	converged := !math.IsInf(join, 1)
+	if !converged {
+		r.timeouts++
+	}
 	r.sleepPeriods(10)
 
-	var lossStart, lossEnd time.Time
-	if rep == 0 {
+	// The steady state is sampled once, in the first repetition that
+	// converged; if none does, in the last one, flagged, so that the cost
+	// of a cluster that never settles is still on record.
+	last := rep == r.o.reps-1 || r.timeouts == 2
+	if r.res.Bytes == nil && (converged || last) {
+		r.res.SteadyUnconverged = !converged
 		r.logf("%s join %s; steady state for %v", tag, fmtP(join), r.o.steady)
 		r.steady(c, len(live))
-		lossStart = time.Now()
-		r.lossPhase(c, tr, live)
-		lossEnd = time.Now()
-		r.sleepPeriods(10)
+	}
+	if !converged {
+		// Update, crash and leave times assume every node sees every
+		// other; on a cluster still missing members they would time the
+		// churn of an overloaded process, and each could wait out the
+		// limit again.
+		r.note("%s: update, failure detection and leave not measured: the join did not converge", tag)
+		all, _ := tr.falseSince(time.Time{})
+		r.res.Other += all
+		return nil
 	}
 
 	// 2. Update propagation.
@@ -182,6 +210,7 @@ func (r *runner) rep(rep int) error {
 		victims := pick(k)
 		tr.markCrashed(victims...)
 		remove(victims)
+		r.checkSeen(tr, tag, fmt.Sprintf("fail k=%d", k), live, victims)
 		t0 := time.Now()
 		done := make(chan struct{}, k)
 		for _, v := range victims {
@@ -203,21 +232,27 @@ func (r *runner) rep(rep int) error {
 	l := pick(1)
 	tr.markLeft(l[0])
 	remove(l)
+	r.checkSeen(tr, tag, "leave", live, l)
 	t0 = time.Now()
 	c.leave(index[l[0]])
 	leave := wait("leave", t0, tr.dropped(l))
 	r.res.Leave = append(r.res.Leave, leave)
 
 	all, _ := tr.falseSince(time.Time{})
-	inLoss, _ := tr.falseSince(lossStart)
-	after, _ := tr.falseSince(lossEnd)
-	if rep == 0 {
-		all -= inLoss - after
-	}
 	r.res.Other += all
 	r.logf("%s join %s  update %s  fail1 %s  fail%d %s  leave %s  (periods); other processes used %.2f cores",
 		tag, fmtP(join), fmtP(update), fmtP(fail1), r.res.K, fmtP(failK), fmtP(leave), probe.otherCores())
 	return nil
+}
+
+// checkSeen notes when observers in live had already dropped one of gone
+// before the crash or leave (a false removal not yet undone): for them
+// the change is done before it happens, and the sample's time, never less
+// than 0, understates detection.
+func (r *runner) checkSeen(tr *tracker, tag, what string, live, gone []string) {
+	if n := tr.notSeeing(live, gone); n > 0 {
+		r.note("%s %s: %d of %d observers had already dropped %v before it; the time understates detection", tag, what, n, len(live), gone)
+	}
 }
 
 // steady samples traffic and process CPU over the steady-state window in
@@ -238,31 +273,135 @@ func (r *runner) steady(c cluster, n int) {
 		median(r.res.Bytes), median(r.res.Wire), median(r.res.CPU))
 }
 
-// lossPhase drops each message with the loss rate for the loss duration,
-// then heals and waits until every node sees every node again. It returns
-// the false removals counted, which include removals still arriving while
-// the cluster heals.
-func (r *runner) lossPhase(c cluster, tr *tracker, live []string) {
-	t0 := time.Now()
-	r.logf("loss: dropping %.0f%% of messages for %v", 100*r.o.lossRate, r.o.lossDuration)
-	c.setLoss(r.o.lossRate)
-	end := time.Now().Add(r.o.lossDuration)
-	for time.Now().Before(end) {
-		time.Sleep(min(10*time.Second, time.Until(end)))
-		ev, nodes := tr.falseSince(t0)
-		r.logf("loss: %3.0fs left, %d false removals (of %d nodes) so far", max(0, time.Until(end).Seconds()), ev, nodes)
+// lossStage runs the loss phases of rs (both systems at one size, or at
+// the sizes -loss-together groups) in one window: a fresh cluster per
+// result, each in its own process (see lossworker.go), joined and
+// converged first, then the same loss rate switched on in all of them at
+// the same moment for the loss duration. Sharing the window is what keeps
+// a 2-minute phase per system and size within the run's time budget;
+// every cluster in it faces the same loss for the same time on the same
+// machine, and the report names who shared it. memberlist's clusters start
+// and join first, smallest first, before the others load the CPU, because
+// its join is the one that struggles at large N. A result whose system
+// never converged at its size, or whose loss cluster does not, is left out
+// with the reason recorded: removals counted on a cluster still missing
+// members would be churn, not the effect of loss.
+func lossStage(o options, start time.Time, rs []*result) error {
+	ordered := slices.Clone(rs)
+	slices.SortStableFunc(ordered, func(a, b *result) int {
+		if c := cmpBool(a.System != "memberlist", b.System != "memberlist"); c != 0 {
+			return c
+		}
+		return a.N - b.N
+	})
+	var in []*worker
+	defer func() {
+		for _, w := range in {
+			if w != nil {
+				w.stop()
+			}
+		}
+	}()
+	for _, res := range ordered {
+		r := &runner{o: o, start: start, res: res}
+		if stalled(res) == len(res.Join) {
+			res.LossSkipped = fmt.Sprintf("not run: no repetition's join converged at N=%d", res.N)
+			r.logf("loss: %s", res.LossSkipped)
+			continue
+		}
+		w, err := startWorker(o, r)
+		if err != nil {
+			return err
+		}
+		in = append(in, w)
+		verb, rest, ok := w.next()
+		switch {
+		case !ok:
+			in = in[:len(in)-1]
+			return fmt.Errorf("%s at N=%d: loss worker exited: %v", res.System, res.N, <-w.errc)
+		case verb == "skip":
+			res.LossSkipped = "not run: " + rest
+			r.note("loss: %s", res.LossSkipped)
+			in = in[:len(in)-1]
+			w.wait()
+			continue
+		case verb != "ready":
+			return fmt.Errorf("%s at N=%d: loss worker said %q before ready", res.System, res.N, verb)
+		}
+		r.logf("loss: cluster joined in %s periods (own process, pid %d)", rest, w.cmd.Process.Pid)
 	}
-	c.setLoss(0)
-	healStart := time.Now()
-	heal, lag := tr.wait(live, healStart, r.o.period, r.o.limit, tr.seesAll(live))
-	if math.IsInf(heal, 1) {
-		r.note("after the loss phase %d nodes still miss members after %.0f periods (e.g. %v)", len(lag), r.o.limit, lag[:min(2, len(lag))])
+	if len(in) == 0 {
+		return nil
 	}
-	r.res.Heal = heal
-	r.res.Loss, r.res.LossNodes = tr.falseSince(t0)
-	r.res.LossDuration = r.o.lossDuration.Seconds()
-	r.logf("loss: %d false removals (of %d nodes) in %v at %.0f%% loss; all see all again %s periods after it ended",
-		r.res.Loss, r.res.LossNodes, r.o.lossDuration, 100*r.o.lossRate, fmtP(heal))
+	names := make([]string, len(in))
+	for i, w := range in {
+		names[i] = fmt.Sprintf("%s N=%d", w.r.res.System, w.r.res.N)
+	}
+	for i, w := range in {
+		w.r.res.LossWith = slices.Delete(slices.Clone(names), i, i+1)
+	}
+	in[0].r.logf("loss: dropping %.0f%% of messages for %v in %s at once", 100*o.lossRate, o.lossDuration, strings.Join(names, ", "))
+	for _, w := range in {
+		if _, err := io.WriteString(w.stdin, "go\n"); err != nil {
+			return fmt.Errorf("%s at N=%d: loss worker: %w", w.r.res.System, w.r.res.N, err)
+		}
+	}
+	// Each worker's lines are read in turn; the others' wait in their
+	// pipes meanwhile, which does not delay the workers (a line is far
+	// smaller than a pipe's buffer).
+	left := len(in)
+	for left > 0 {
+		for i, w := range in {
+			if w == nil {
+				continue
+			}
+			res := w.r.res
+			verb, rest, ok := w.next()
+			switch {
+			case !ok:
+				in[i] = nil
+				return fmt.Errorf("%s at N=%d: loss worker exited: %v", res.System, res.N, <-w.errc)
+			case verb == "progress":
+				var ev, nodes int
+				var secs float64
+				fmt.Sscan(rest, &ev, &nodes, &secs)
+				w.r.logf("loss: %3.0fs left, %d false removals (of %d nodes) so far", secs, ev, nodes)
+				continue
+			case verb != "result":
+				return fmt.Errorf("%s at N=%d: loss worker said %q during the loss phase", res.System, res.N, verb)
+			}
+			var out lossOutcome
+			if err := json.Unmarshal([]byte(rest), &out); err != nil {
+				return fmt.Errorf("%s at N=%d: loss worker result: %w", res.System, res.N, err)
+			}
+			in[i] = nil
+			left--
+			if err := w.wait(); err != nil {
+				return fmt.Errorf("%s at N=%d: loss worker: %w", res.System, res.N, err)
+			}
+			res.Heal = out.Heal
+			if out.Heal < 0 {
+				res.Heal = math.Inf(1)
+				w.r.note("after the loss phase %d nodes still miss members after %.0f periods", out.Lagging, o.limit)
+			}
+			res.Loss, res.LossNodes = out.Loss, out.LossNodes
+			res.LossDuration = o.lossDuration.Seconds()
+			res.Other += out.Before
+			w.r.logf("loss: %d false removals (of %d nodes) in %v at %.0f%% loss; all see all again %s periods after it ended",
+				res.Loss, res.LossNodes, o.lossDuration, 100*o.lossRate, fmtP(res.Heal))
+		}
+	}
+	return nil
+}
+
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case !a:
+		return -1
+	}
+	return 1
 }
 
 // cpuTime returns the CPU time (user + system) this process has used.

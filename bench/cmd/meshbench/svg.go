@@ -8,7 +8,8 @@ import (
 
 // svg draws one panel per metric against N (log scale): per system a
 // solid line through the medians and a dashed one through the p95s. A
-// timeout is drawn at the top of its panel as a cross. Written by hand:
+// figure that is only a lower bound because it reaches a timeout (see
+// report.stat) is drawn at the top of its panel as a cross. Written by hand:
 // a few polylines need no plotting dependency.
 func (rp *report) svg() []byte {
 	const (
@@ -34,6 +35,7 @@ func (rp *report) svg() []byte {
 		lx += 60 + 7*len(s.name)
 	}
 	w(`<text x="%d" y="22" fill="#555">P = %v; times in periods; x: cluster size N (log scale)</text>`+"\n", lx+10, rp.o.period)
+	w(`<text x="20" y="34" font-size="10" fill="#555">× &gt; limit: censored, the figure reaches a change not done within %.0f periods and is only a lower bound</text>`+"\n", rp.o.limit)
 
 	sizes := rp.o.sizes
 	lo, hi := math.Log2(float64(sizes[0])), math.Log2(float64(sizes[len(sizes)-1]))
@@ -64,8 +66,14 @@ func (rp *report) svg() []byte {
 					ys[j] = math.NaN()
 					if r := rp.find(sys.name, n); r != nil {
 						ys[j] = st.f(mt.get(r))
+						if b := rp.stat(mt.get(r), st.f); b.rel != "" {
+							ys[j] = math.Inf(1)
+						}
 						if mt.unit == "count" {
 							ys[j] = sum(mt.get(r))
+							if r.LossSkipped != "" {
+								ys[j] = math.NaN()
+							}
 						}
 					}
 					if !math.IsNaN(ys[j]) && !math.IsInf(ys[j], 0) {
@@ -119,7 +127,7 @@ func (rp *report) svg() []byte {
 					if s.color == mlColr {
 						dy = 16
 					}
-					w(`<text x="%.1f" y="%.1f" text-anchor="middle" fill="%s" font-weight="bold">× timeout</text>`+"\n", x, y1+dy, s.color)
+					w(`<text x="%.1f" y="%.1f" text-anchor="middle" fill="%s" font-weight="bold">× &gt; limit</text>`+"\n", x, y1+dy, s.color)
 				default:
 					y := yOf(v)
 					pts = append(pts, fmt.Sprintf("%.1f,%.1f", x, y))
