@@ -156,7 +156,9 @@ type state struct {
 	// graced holds the grace evidence (seen = when we learnt of it) of
 	// members that became live since the last rebuildView, gone those
 	// that stopped being live: rebuildView merges them into the view.
-	graced map[string]time.Duration
+	// A list, not a map: a joiner graces thousands at once, and nextView
+	// sorts them anyway.
+	graced []graceItem
 	gone   []string
 	origin time.Time // time zero of seen
 	// offNow and off cache origin's offset of the last time converted.
@@ -408,8 +410,21 @@ func (s *state) partners(k int) []string {
 // one age byte per member of the view, nothing else.
 func (s *state) digestRequest(now time.Time) *meshpb.SyncRequest {
 	req := &meshpb.SyncRequest{Cluster: s.cfg.ClusterName, Digest: s.digest, Ages: s.denseAges(now)}
-	for i, d := range s.held {
-		if s.heldOK[i] && d != s.digest {
+	held, heldOK := s.held, s.heldOK[:len(s.held)]
+	n := 0
+	for i, d := range held {
+		if heldOK[i] && d != s.digest {
+			n++
+		}
+	}
+	if n == 0 {
+		return req
+	}
+	// Sized by a first count: a simulator builds thousands of these a
+	// round, and growing them by append was most of their garbage.
+	req.OtherIndex, req.OtherDigest = make([]uint32, 0, n), make([]uint64, 0, n)
+	for i, d := range held {
+		if heldOK[i] && d != s.digest {
 			req.OtherIndex = append(req.OtherIndex, uint32(i))
 			req.OtherDigest = append(req.OtherDigest, d)
 		}
@@ -432,8 +447,14 @@ func others(idx []uint32, digests []uint64) map[uint32]uint64 {
 func (s *state) denseAges(now time.Time) []byte {
 	ages := make([]byte, len(s.view))
 	off := s.offset(now)
-	for i := range ages {
-		ages[i] = s.ageAt(i, off)
+	unit := s.cfg.PingPeriod / ageScale
+	// ageAt, inlined by hand: this runs for every member at every peer
+	// every round, and a call per member was a third of its cost.
+	for i, t := range s.seen[:len(ages)] {
+		ages[i] = ageOf(t, off, unit, s.perUnit)
+	}
+	if s.selfPos >= 0 {
+		ages[s.selfPos] = 0
 	}
 	return ages
 }
@@ -476,7 +497,12 @@ func (s *state) ageAt(i int, now time.Duration) byte {
 	if i == s.selfPos {
 		return 0
 	}
-	t := s.seen[i]
+	return ageOf(s.seen[i], now, s.cfg.PingPeriod/ageScale, s.perUnit)
+}
+
+// ageOf is the age at offset now of evidence seen at offset t, in units
+// of unit (perUnit is 1/unit).
+func ageOf(t, now, unit time.Duration, perUnit float64) byte {
 	if t == noEvidence {
 		return noAge
 	}
@@ -484,13 +510,12 @@ func (s *state) ageAt(i int, now time.Duration) byte {
 	if d <= 0 {
 		return 0
 	}
-	unit := s.cfg.PingPeriod / ageScale
 	if d > (noAge-1)*unit {
 		return noAge
 	}
 	// ⌈d/unit⌉ without a division (the hot loops take one per member):
 	// an estimate by the reciprocal, off by at most one, corrected exactly.
-	n := time.Duration(float64(d) * s.perUnit)
+	n := time.Duration(float64(d) * perUnit)
 	if n*unit < d {
 		n++
 	} else if (n-1)*unit >= d {
@@ -574,10 +599,12 @@ func (s *state) lastSeen(addr string) time.Time {
 // grace gives a member that just became live evidence as of now: it is
 // not expired before it had a chance to be heard of.
 func (s *state) grace(addr string, now time.Time) {
-	if s.graced == nil {
-		s.graced = map[string]time.Duration{}
-	}
-	s.graced[addr] = s.offset(now)
+	s.graced = append(s.graced, graceItem{addr, s.offset(now)})
+}
+
+type graceItem struct {
+	addr string
+	at   time.Duration
 }
 
 // expiredPositions returns the view positions of the members other than
@@ -797,23 +824,35 @@ func (s *state) answerAges(req *meshpb.SyncRequest, now time.Time) *meshpb.SyncR
 	unit := s.cfg.PingPeriod / ageScale
 	theirs = theirs[:len(s.view)]
 	seen := s.seen[:len(theirs)]
+	selfPos := s.selfPos
 	for i, age := range theirs {
-		d := s.digest
-		if other != nil {
-			if o, ok := other[uint32(i)]; ok {
-				d = o
+		t := seen[i]
+		if age != noAge && off-time.Duration(age)*unit > t {
+			// The digest its member held is looked up only for news:
+			// most ages are not.
+			d := s.digest
+			if other != nil {
+				if o, ok := other[uint32(i)]; ok {
+					d = o
+				}
+			} else {
+				for k < len(idx) && idx[k] < uint32(i) {
+					k++
+				}
+				if k < len(idx) && idx[k] == uint32(i) {
+					d = digests[k]
+				}
 			}
-		} else if k < len(idx) && idx[k] == uint32(i) {
-			d = digests[k]
-			k++
-		}
-		if age != noAge && off-time.Duration(age)*unit > seen[i] {
 			s.learnAt(i, age, d, now)
+			t = seen[i]
 		}
 		// Fresher by fresherMargin: ⌈(off−seen)/unit⌉ ≤ age−margin ⇔
 		// off−seen ≤ (age−margin)·unit; self is always 0; no evidence never is.
-		if age >= fresherMargin && (i == s.selfPos || seen[i] != noEvidence && off-seen[i] <= time.Duration(age-fresherMargin)*unit) {
-			mine := s.ageAt(i, off)
+		if age >= fresherMargin && (i == selfPos || t != noEvidence && off-t <= time.Duration(age-fresherMargin)*unit) {
+			mine := byte(0)
+			if i != selfPos {
+				mine = ageOf(t, off, unit, s.perUnit)
+			}
 			resp.FresherIndex = append(resp.FresherIndex, uint32(i))
 			resp.FresherAges = append(resp.FresherAges, mine)
 			if h := s.heldAt(i); h != s.digest {
@@ -1131,16 +1170,26 @@ func sameTime(in []*meshpb.Entry) bool {
 // Every tombstone has a removedAt time, so the map holds
 // members.Len() + len(removedAt) entries.
 func (s *state) checkRoom(entries []entry) error {
-	var fresh map[string]bool
+	held := s.members.Len() + len(s.removedAt)
+	// Counted with repeats first: the exact count needs a set of keys,
+	// which only a delta near the limit is worth (a joiner receives
+	// thousands of new members in one).
+	n := 0
 	for _, e := range entries {
 		if _, ok := s.members.Lookup(e.Key); !ok && e.Stamp.Time > s.members.Floor() {
-			if fresh == nil {
-				fresh = map[string]bool{}
-			}
+			n++
+		}
+	}
+	if held+n <= s.cfg.MaxMembers {
+		return nil
+	}
+	fresh := map[string]bool{}
+	for _, e := range entries {
+		if _, ok := s.members.Lookup(e.Key); !ok && e.Stamp.Time > s.members.Floor() {
 			fresh[e.Key] = true
 		}
 	}
-	if held := s.members.Len() + len(s.removedAt); held+len(fresh) > s.cfg.MaxMembers {
+	if held+len(fresh) > s.cfg.MaxMembers {
 		return fmt.Errorf("%w: %d new members would exceed MaxMembers (%d; this peer holds %d, tombstones included)", errLimit, len(fresh), s.cfg.MaxMembers, held)
 	}
 	return nil
@@ -1252,6 +1301,8 @@ func (s *state) changed(changes []crdt.Change[string, member], now time.Time) {
 		return
 	}
 	viewChanged := false
+	// At most one event a change: a joiner's first delta is thousands.
+	s.events = slices.Grow(s.events, len(changes))
 	for _, c := range changes {
 		if c.HadOld {
 			s.digest ^= entryHash(c.Old)
@@ -1313,7 +1364,7 @@ func (s *state) rebuildView() {
 	held := make([]uint64, len(view))
 	heldOK := make([]bool, len(view))
 	s.selfPos = -1
-	j := 0
+	j, g := 0, 0 // nextView sorted graced by address
 	for i, a := range view {
 		for j < len(s.view) && s.view[j] < a {
 			j++
@@ -1322,8 +1373,11 @@ func (s *state) rebuildView() {
 		if j < len(s.view) && s.view[j] == a {
 			seen[i], held[i], heldOK[i] = s.seen[j], s.held[j], s.heldOK[j]
 		}
-		if t, ok := s.graced[a]; ok {
-			seen[i] = t
+		for g < len(s.graced) && s.graced[g].addr < a {
+			g++
+		}
+		if g < len(s.graced) && s.graced[g].addr == a {
+			seen[i] = s.graced[g].at
 		}
 		if a == s.self {
 			s.selfPos = i
@@ -1339,14 +1393,26 @@ func (s *state) rebuildView() {
 // thousands change many times a round. Should the result not hold
 // exactly the live members, it collects and sorts them all instead.
 func (s *state) nextView() []string {
+	// Sorted by address, and of an address graced twice the last grace
+	// kept, as a map would: rebuildView walks them in view order.
+	slices.SortStableFunc(s.graced, func(a, b graceItem) int { return strings.Compare(a.addr, b.addr) })
+	k := 0
+	for i, g := range s.graced {
+		if i+1 < len(s.graced) && s.graced[i+1].addr == g.addr {
+			continue
+		}
+		s.graced[k] = g
+		k++
+	}
+	s.graced = s.graced[:k]
 	came := make([]string, 0, len(s.graced)+1)
-	for a := range s.graced {
-		came = append(came, a)
+	for _, g := range s.graced {
+		came = append(came, g.addr)
 	}
 	if _, live := s.members.Get(s.self); live && s.selfPos < 0 {
-		came = append(came, s.self)
+		i, _ := slices.BinarySearch(came, s.self)
+		came = slices.Insert(came, i, s.self)
 	}
-	slices.Sort(came)
 	slices.Sort(s.gone)
 	view := make([]string, 0, s.members.Len())
 	for i, j, g := 0, 0, 0; i < len(s.view) || j < len(came); {
