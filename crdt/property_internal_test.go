@@ -118,47 +118,101 @@ func (md *pModel) delta(pv VersionVector, limit int) ([]pentry, VersionVector, u
 	return es, covers, cut
 }
 
-// checkInternals verifies what the public API cannot show: the live count,
-// and that each writer's log is sorted by time, lists every entry the
-// writer holds exactly once, counts its stale items exactly, and is
-// compacted before stale items are the majority.
+// checkInternals verifies what the public API cannot show: the live count;
+// that the index, the slots and the free list agree, and so do the
+// interned writers; and that each writer's log is sorted by time, lists
+// every entry the writer holds exactly once, counts its stale items
+// exactly, and is compacted before stale items are the majority.
 func checkInternals(t *rapid.T, m *pmap) {
 	t.Helper()
-	live := 0
-	for _, e := range m.entries {
+	version := m.Version()
+	live, used := 0, 0
+	free := map[int32]bool{}
+	for _, i := range m.free {
+		if free[i] || m.slots[i].writer >= 0 {
+			t.Fatalf("free list %v names slot %d twice or in use (%+v)", m.free, i, m.slots[i])
+		}
+		free[i] = true
+	}
+	for i := range m.slots {
+		sl := m.slots[i]
+		if sl.writer < 0 {
+			if !free[int32(i)] || sl != (slot[string, string]{writer: -1}) {
+				t.Fatalf("free slot %d not in the free list %v, or not cleared: %+v", i, m.free, sl)
+			}
+			continue
+		}
+		used++
+		if j, ok := m.index[sl.key]; !ok || j != int32(i) {
+			t.Fatalf("slot %d holds %q, which the index maps to %d, %v", i, sl.key, j, ok)
+		}
+		if int(sl.writer) >= len(m.ws) || m.ws[sl.writer].id == "" {
+			t.Fatalf("slot %d names writer %d, not in use", i, sl.writer)
+		}
+	}
+	if used != len(m.index) {
+		t.Fatalf("%d slots in use, index holds %d keys", used, len(m.index))
+	}
+	wfree := map[int32]bool{}
+	for _, w := range m.wfree {
+		if wfree[w] || m.ws[w].id != "" {
+			t.Fatalf("writer free list %v names %d twice or in use", m.wfree, w)
+		}
+		wfree[w] = true
+	}
+	for i, w := range m.ws {
+		if w.id == "" {
+			if !wfree[int32(i)] || w.time != 0 || w.log != nil || w.stale != 0 {
+				t.Fatalf("free writer %d not in the free list %v, or not cleared: %+v", i, m.wfree, w)
+			}
+			continue
+		}
+		if j, ok := m.writers[w.id]; !ok || j != int32(i) {
+			t.Fatalf("writer %d is %q, which writers maps to %d, %v", i, w.id, j, ok)
+		}
+		if w.time == 0 {
+			t.Fatalf("writer %q in use at time 0", w.id)
+		}
+	}
+	if len(m.writers) != len(m.ws)-len(m.wfree) {
+		t.Fatalf("%d interned writers, %d records in use", len(m.writers), len(m.ws)-len(m.wfree))
+	}
+	held := map[string]int{}
+	for e := range m.All() {
 		if !e.Deleted {
 			live++
 		}
-		if m.version[e.Stamp.Writer] < e.Stamp.Time {
-			t.Fatalf("version %v does not cover held %+v", m.version, e)
+		if version[e.Stamp.Writer] < e.Stamp.Time {
+			t.Fatalf("version %v does not cover held %+v", version, e)
 		}
+		held[e.Stamp.Writer]++
 	}
 	if live != m.live {
 		t.Fatalf("live = %d, %d entries are live", m.live, live)
 	}
-	held := map[string]int{}
-	for _, e := range m.entries {
-		held[e.Stamp.Writer]++
-	}
-	for w, lg := range m.logs {
-		if len(lg.items) == 0 {
-			t.Fatalf("empty log kept for %s", w)
+	for wi, lg := range m.ws {
+		w := lg.id
+		if w == "" || len(lg.log) == 0 {
+			if lg.log != nil {
+				t.Fatalf("empty log kept for %s", w)
+			}
+			continue
 		}
-		if !slices.IsSortedFunc(lg.items, func(a, b logItem[string]) int { return cmp.Compare(a.time, b.time) }) {
-			t.Fatalf("log of %s not sorted: %v", w, lg.items)
+		if !slices.IsSortedFunc(lg.log, func(a, b logItem) int { return cmp.Compare(a.time, b.time) }) {
+			t.Fatalf("log of %s not sorted: %v", w, lg.log)
 		}
 		stale, fresh := 0, map[string]bool{}
-		for _, it := range lg.items {
-			if !m.holds(it, w) {
+		for _, it := range lg.log {
+			if !m.holds(it, int32(wi)) {
 				stale++
-			} else if fresh[it.key] {
+			} else if key := m.slots[it.slot].key; fresh[key] {
 				t.Fatalf("log of %s lists %v twice", w, it)
 			} else {
-				fresh[it.key] = true
+				fresh[key] = true
 			}
 		}
-		if stale != lg.stale || lg.stale*2 > len(lg.items) {
-			t.Fatalf("log of %s: stale count %d, actually %d, of %d items", w, lg.stale, stale, len(lg.items))
+		if stale != int(lg.stale) || int(lg.stale)*2 > len(lg.log) {
+			t.Fatalf("log of %s: stale count %d, actually %d, of %d items", w, lg.stale, stale, len(lg.log))
 		}
 		if len(fresh) != held[w] {
 			t.Fatalf("log of %s lists %d held entries, map holds %d", w, len(fresh), held[w])
@@ -168,6 +222,11 @@ func checkInternals(t *rapid.T, m *pmap) {
 	if len(held) > 0 {
 		t.Fatalf("entries of writers without a log: %v", held)
 	}
+}
+
+// pDump lists m's entries by key, for failure messages.
+func pDump(m *pmap) []pentry {
+	return slices.SortedFunc(m.All(), func(a, b pentry) int { return cmp.Compare(a.Key, b.Key) })
 }
 
 func pMatches(t *rapid.T, m *pmap, md *pModel) {
@@ -293,7 +352,7 @@ func TestInternalModel(t *testing.T) {
 						want[e.Key] = c
 					}
 				}
-				md.version.Merge(o.version)
+				md.version.Merge(o.Version())
 				if !maps.Equal(got, want) || !o.Equal(oc) {
 					t.Fatalf("Merge changes %v, want %v", got, want)
 				}
@@ -410,8 +469,8 @@ func TestInternalLaws(t *testing.T) {
 			return z
 		}
 		same := func(what string, x, y *pmap) {
-			if !x.Equal(y) || !y.Equal(x) || !maps.Equal(x.version, y.version) || x.live != y.live {
-				t.Fatalf("%s: %v %v vs %v %v", what, x.entries, x.version, y.entries, y.version)
+			if !x.Equal(y) || !y.Equal(x) || !maps.Equal(x.Version(), y.Version()) || x.live != y.live {
+				t.Fatalf("%s: %v %v vs %v %v", what, pDump(x), x.Version(), pDump(y), y.Version())
 			}
 		}
 		same("a⊔b = b⊔a", join(a, b), join(b, a))
@@ -434,8 +493,8 @@ func TestInternalDeltaEqualsMerge(t *testing.T) {
 			t.Fatal(err)
 		}
 		checkInternals(t, got)
-		if !got.Equal(want) || !maps.Equal(got.version, want.version) {
-			t.Fatalf("b+Δ = %v %v, b⊔a = %v %v", got.entries, got.version, want.entries, want.version)
+		if !got.Equal(want) || !maps.Equal(got.Version(), want.Version()) {
+			t.Fatalf("b+Δ = %v %v, b⊔a = %v %v", pDump(got), got.Version(), pDump(want), want.Version())
 		}
 		// Cut rounds reach the same state.
 		limit := rapid.IntRange(1, 3).Draw(t, "limit")
@@ -452,8 +511,8 @@ func TestInternalDeltaEqualsMerge(t *testing.T) {
 				t.Fatalf("cut rounds do not converge")
 			}
 		}
-		if !cut.Equal(want) || !maps.Equal(cut.version, want.version) {
-			t.Fatalf("b+cut Δs = %v %v, b⊔a = %v %v", cut.entries, cut.version, want.entries, want.version)
+		if !cut.Equal(want) || !maps.Equal(cut.Version(), want.Version()) {
+			t.Fatalf("b+cut Δs = %v %v, b⊔a = %v %v", pDump(cut), cut.Version(), pDump(want), want.Version())
 		}
 	})
 }
@@ -467,7 +526,7 @@ func TestInternalConvergence(t *testing.T) {
 			for _, from := range rs {
 				for _, to := range rs {
 					before := to.Version()
-					if ch, _ := to.ApplyDelta(from.Delta(before, limit)); ch != nil || to.version.Compare(before) != Equal {
+					if ch, _ := to.ApplyDelta(from.Delta(before, limit)); ch != nil || to.Version().Compare(before) != Equal {
 						quiet = false
 					}
 				}
@@ -481,8 +540,8 @@ func TestInternalConvergence(t *testing.T) {
 		}
 		for _, r := range rs[1:] {
 			checkInternals(t, r)
-			if !r.Equal(rs[0]) || !maps.Equal(r.version, rs[0].version) {
-				t.Fatalf("diverged: %v %v vs %v %v", r.entries, r.version, rs[0].entries, rs[0].version)
+			if !r.Equal(rs[0]) || !maps.Equal(r.Version(), rs[0].Version()) {
+				t.Fatalf("diverged: %v %v vs %v %v", pDump(r), r.Version(), pDump(rs[0]), rs[0].Version())
 			}
 		}
 	})
