@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"iter"
-	"maps"
 	"slices"
 )
 
@@ -41,20 +40,20 @@ type Delta[K cmp.Ordered, V any] struct {
 //
 // Its layout is chosen for memory: mesh keeps a Map per peer with an entry
 // per member, and a simulator thousands of them. Entries sit in a slice
-// (slots), found through one index map; writer ids are interned once, and
-// each writer's vector time and log share one record (ws), found through
-// one map. A slot names its writer by position, so an entry costs one
-// string header less, and the collector fewer pointers to follow.
+// (slots), found by key through a hashIndex; writer ids are interned once,
+// and each writer's vector time and log share one record (ws), found by
+// id through another. A slot names its writer by position, so an entry
+// costs one string header less, and the collector fewer pointers to
+// follow.
 type Map[K cmp.Ordered, V any] struct {
-	index map[K]int32 // key → position in slots
+	keys  hashIndex // key → position in slots
 	slots []slot[K, V]
 	free  []int32 // positions of purged slots, reused first
 	live  int
 	floor uint64
-	// writers maps a writer id to its position in ws.
-	writers map[string]int32
-	ws      []writerState
-	wfree   []int32 // positions of pruned writers, reused first
+	wids  hashIndex // writer id → position in ws
+	ws    []writerState
+	wfree []int32 // positions of pruned writers, reused first
 }
 
 // slot holds one key's winning entry. writer < 0 marks a free slot.
@@ -92,12 +91,19 @@ type logItem struct {
 	slot int32
 }
 
-func (m *Map[K, V]) init() {
-	if m.index == nil {
-		m.index = make(map[K]int32)
-		m.writers = make(map[string]int32)
-	}
+// findKey returns key's slot, or -1.
+func (m *Map[K, V]) findKey(key K) int32 {
+	return m.keys.find(hashOf(key), func(i int32) bool { return m.slots[i].key == key })
 }
+
+func (m *Map[K, V]) keyHash(i int32) uint64 { return hashOf(m.slots[i].key) }
+
+// findWriter returns the position of writer in ws, or -1.
+func (m *Map[K, V]) findWriter(writer string) int32 {
+	return m.wids.find(hashOf(writer), func(w int32) bool { return m.ws[w].id == writer })
+}
+
+func (m *Map[K, V]) writerHash(w int32) uint64 { return hashOf(m.ws[w].id) }
 
 // entry returns the entry in slot i.
 func (m *Map[K, V]) entry(i int32) Entry[K, V] {
@@ -110,8 +116,8 @@ func (m *Map[K, V]) Len() int { return m.live }
 
 // Get returns the live value of key.
 func (m *Map[K, V]) Get(key K) (V, bool) {
-	i, ok := m.index[key]
-	if !ok || m.slots[i].deleted {
+	i := m.findKey(key)
+	if i < 0 || m.slots[i].deleted {
 		var zero V
 		return zero, false
 	}
@@ -120,8 +126,8 @@ func (m *Map[K, V]) Get(key K) (V, bool) {
 
 // Lookup returns the winning entry of key, tombstone or not.
 func (m *Map[K, V]) Lookup(key K) (Entry[K, V], bool) {
-	i, ok := m.index[key]
-	if !ok {
+	i := m.findKey(key)
+	if i < 0 {
 		return Entry[K, V]{}, false
 	}
 	return m.entry(i), true
@@ -152,7 +158,7 @@ func (m *Map[K, V]) All() iter.Seq[Entry[K, V]] {
 
 // Version returns a copy of the map's version vector.
 func (m *Map[K, V]) Version() VersionVector {
-	v := make(VersionVector, len(m.writers))
+	v := make(VersionVector, m.wids.n)
 	for i := range m.ws {
 		if w := &m.ws[i]; w.id != "" {
 			v[w.id] = w.time
@@ -210,8 +216,9 @@ func validEntry[K cmp.Ordered, V any](e Entry[K, V]) error {
 
 // put stores e if it beats what is there; callers validated it.
 func (m *Map[K, V]) put(e Entry[K, V]) (Change[K, V], bool) {
-	m.init()
-	i, had := m.index[e.Key]
+	h := hashOf(e.Key)
+	i := m.keys.find(h, func(i int32) bool { return m.slots[i].key == e.Key })
+	had := i >= 0
 	var old Entry[K, V]
 	if had {
 		old = m.entry(i)
@@ -241,7 +248,8 @@ func (m *Map[K, V]) put(e Entry[K, V]) (Change[K, V], bool) {
 		oldWriter = m.slots[i].writer
 	} else {
 		i = m.newSlot()
-		m.index[e.Key] = i
+		m.slots[i].key = e.Key // for keyHash, should insert resize
+		m.keys.insert(h, i, m.keyHash)
 	}
 	m.slots[i] = slot[K, V]{key: e.Key, value: e.Value, time: e.Stamp.Time, writer: w, deleted: e.Deleted}
 	m.ws[w].add(logItem{e.Stamp.Time, i})
@@ -266,8 +274,9 @@ func (m *Map[K, V]) newSlot() int32 {
 // observe raises writer's vector time to t, interning the writer, and
 // returns its position in ws.
 func (m *Map[K, V]) observe(writer string, t uint64) int32 {
-	w, ok := m.writers[writer]
-	if !ok {
+	h := hashOf(writer)
+	w := m.wids.find(h, func(w int32) bool { return m.ws[w].id == writer })
+	if w < 0 {
 		if n := len(m.wfree); n > 0 {
 			w = m.wfree[n-1]
 			m.wfree = m.wfree[:n-1]
@@ -276,7 +285,7 @@ func (m *Map[K, V]) observe(writer string, t uint64) int32 {
 			w = int32(len(m.ws) - 1)
 		}
 		m.ws[w] = writerState{id: writer}
-		m.writers[writer] = w
+		m.wids.insert(h, w, m.writerHash)
 	}
 	if ws := &m.ws[w]; t > ws.time {
 		ws.time = t
@@ -321,7 +330,7 @@ func (m *Map[K, V]) PruneVersion() int {
 	for i := range m.ws {
 		w := &m.ws[i]
 		if w.id != "" && int(w.stale) == len(w.log) {
-			delete(m.writers, w.id)
+			m.wids.remove(hashOf(w.id), int32(i), m.writerHash)
 			*w = writerState{}
 			m.wfree = append(m.wfree, int32(i))
 			n++
@@ -398,7 +407,7 @@ func (m *Map[K, V]) ApplyDelta(d Delta[K, V]) ([]Change[K, V], error) {
 			return nil, fmt.Errorf("%w: version vector entry %q=%d", ErrInvalidEntry, w, t)
 		}
 	}
-	if len(d.Entries) > len(m.index) {
+	if len(d.Entries) > m.keys.n {
 		// A joiner's first deltas are most of the state, and its map holds
 		// little (its own entry): size the maps for them instead of growing
 		// them step by step, rehashing at every doubling. A delta larger
@@ -417,7 +426,6 @@ func (m *Map[K, V]) ApplyDelta(d Delta[K, V]) ([]Change[K, V], error) {
 		}
 	}
 	if len(d.Covers) > 0 {
-		m.init()
 		for w, t := range d.Covers {
 			if t > 0 { // as VersionVector.Merge: a zero time claims nothing
 				m.observe(w, t)
@@ -429,17 +437,9 @@ func (m *Map[K, V]) ApplyDelta(d Delta[K, V]) ([]Change[K, V], error) {
 
 // grow makes room for n more entries (and as many more writers).
 func (m *Map[K, V]) grow(n int) {
-	index := make(map[K]int32, len(m.index)+n)
-	for k, i := range m.index {
-		index[k] = i
-	}
-	m.index = index
+	m.keys.reserve(m.keys.n+n, m.keyHash)
 	m.slots = slices.Grow(m.slots, n)
-	writers := make(map[string]int32, len(m.writers)+n)
-	for w, i := range m.writers {
-		writers[w] = i
-	}
-	m.writers = writers
+	m.wids.reserve(m.wids.n+n, m.writerHash)
 	m.ws = slices.Grow(m.ws, n)
 }
 
@@ -457,7 +457,6 @@ func (m *Map[K, V]) Merge(o *Map[K, V]) []Change[K, V] {
 	}
 	for i := range o.ws {
 		if w := &o.ws[i]; w.id != "" {
-			m.init()
 			m.observe(w.id, w.time)
 		}
 	}
@@ -478,7 +477,7 @@ func (m *Map[K, V]) Purge(drop func(Entry[K, V]) bool) int {
 		if !drop(e) {
 			continue
 		}
-		delete(m.index, e.Key)
+		m.keys.remove(hashOf(e.Key), int32(i), m.keyHash)
 		w := sl.writer
 		*sl = slot[K, V]{writer: -1} // drops its references for the collector
 		m.free = append(m.free, int32(i))
@@ -492,9 +491,9 @@ func (m *Map[K, V]) Purge(drop func(Entry[K, V]) bool) int {
 // Clone returns an independent copy of m. Values are copied shallowly.
 func (m *Map[K, V]) Clone() *Map[K, V] {
 	c := &Map[K, V]{
-		index: maps.Clone(m.index), slots: slices.Clone(m.slots), free: slices.Clone(m.free),
+		keys: m.keys.clone(), slots: slices.Clone(m.slots), free: slices.Clone(m.free),
 		live: m.live, floor: m.floor,
-		writers: maps.Clone(m.writers), ws: slices.Clone(m.ws), wfree: slices.Clone(m.wfree),
+		wids: m.wids.clone(), ws: slices.Clone(m.ws), wfree: slices.Clone(m.wfree),
 	}
 	for i := range c.ws {
 		c.ws[i].log = slices.Clone(c.ws[i].log)
@@ -505,15 +504,19 @@ func (m *Map[K, V]) Clone() *Map[K, V] {
 // Equal reports whether m and o hold the same entries (by key and stamp;
 // values are not compared: a stamp names one write).
 func (m *Map[K, V]) Equal(o *Map[K, V]) bool {
-	if len(m.index) != len(o.index) {
+	if m.keys.n != o.keys.n {
 		return false
 	}
-	for k, i := range m.index {
-		j, ok := o.index[k]
-		if !ok {
+	for i := range m.slots {
+		a := &m.slots[i]
+		if a.writer < 0 {
+			continue
+		}
+		j := o.findKey(a.key)
+		if j < 0 {
 			return false
 		}
-		a, b := &m.slots[i], &o.slots[j]
+		b := &o.slots[j]
 		if a.time != b.time || a.deleted != b.deleted || m.ws[a.writer].id != o.ws[b.writer].id {
 			return false
 		}

@@ -143,16 +143,18 @@ func checkInternals(t *rapid.T, m *pmap) {
 			continue
 		}
 		used++
-		if j, ok := m.index[sl.key]; !ok || j != int32(i) {
-			t.Fatalf("slot %d holds %q, which the index maps to %d, %v", i, sl.key, j, ok)
+		if j := m.findKey(sl.key); j != int32(i) {
+			t.Fatalf("slot %d holds %q, which the index maps to %d", i, sl.key, j)
 		}
 		if int(sl.writer) >= len(m.ws) || m.ws[sl.writer].id == "" {
 			t.Fatalf("slot %d names writer %d, not in use", i, sl.writer)
 		}
 	}
-	if used != len(m.index) {
-		t.Fatalf("%d slots in use, index holds %d keys", used, len(m.index))
+	if used != m.keys.n {
+		t.Fatalf("%d slots in use, index holds %d keys", used, m.keys.n)
 	}
+	checkIndex(t, &m.keys, m.keyHash)
+	checkIndex(t, &m.wids, m.writerHash)
 	wfree := map[int32]bool{}
 	for _, w := range m.wfree {
 		if wfree[w] || m.ws[w].id != "" {
@@ -167,15 +169,15 @@ func checkInternals(t *rapid.T, m *pmap) {
 			}
 			continue
 		}
-		if j, ok := m.writers[w.id]; !ok || j != int32(i) {
-			t.Fatalf("writer %d is %q, which writers maps to %d, %v", i, w.id, j, ok)
+		if j := m.findWriter(w.id); j != int32(i) {
+			t.Fatalf("writer %d is %q, which the index maps to %d", i, w.id, j)
 		}
 		if w.time == 0 {
 			t.Fatalf("writer %q in use at time 0", w.id)
 		}
 	}
-	if len(m.writers) != len(m.ws)-len(m.wfree) {
-		t.Fatalf("%d interned writers, %d records in use", len(m.writers), len(m.ws)-len(m.wfree))
+	if m.wids.n != len(m.ws)-len(m.wfree) {
+		t.Fatalf("%d interned writers, %d records in use", m.wids.n, len(m.ws)-len(m.wfree))
 	}
 	held := map[string]int{}
 	for e := range m.All() {
@@ -221,6 +223,33 @@ func checkInternals(t *rapid.T, m *pmap) {
 	}
 	if len(held) > 0 {
 		t.Fatalf("entries of writers without a log: %v", held)
+	}
+}
+
+// checkIndex verifies a hashIndex: its count, at most half full, every
+// position once, and each reachable from its home slot without crossing
+// an empty one.
+func checkIndex(t *rapid.T, x *hashIndex, hashAt func(int32) uint64) {
+	t.Helper()
+	n, seen := 0, map[int32]bool{}
+	for i, p := range x.pos {
+		if p == 0 {
+			continue
+		}
+		n++
+		if seen[p-1] {
+			t.Fatalf("index lists position %d twice", p-1)
+		}
+		seen[p-1] = true
+		mask := len(x.pos) - 1
+		for j := int(hashAt(p-1)) & mask; j != i; j = (j + 1) & mask {
+			if x.pos[j] == 0 {
+				t.Fatalf("position %d at %d is cut from its home by an empty slot at %d", p-1, i, j)
+			}
+		}
+	}
+	if n != x.n || 2*n > len(x.pos) {
+		t.Fatalf("index holds %d positions, counts %d, in %d slots", n, x.n, len(x.pos))
 	}
 }
 
