@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -689,6 +690,11 @@ func (s *state) learnAt(i int, age byte, digest uint64, now time.Time) {
 	if t > s.seen[i] {
 		s.seen[i] = t
 		s.held[i], s.heldOK[i] = digest, true
+		// The length first: the lookup would read view[i], a cache miss
+		// for every piece of news in a large view, to search an empty map.
+		if len(s.suspects) == 0 {
+			return
+		}
 		if since, ok := s.suspects[s.view[i]]; ok && s.origin.Add(t).After(since) && off-t <= s.expiry() {
 			delete(s.suspects, s.view[i])
 			delete(s.probeFails, s.view[i])
@@ -817,6 +823,9 @@ func (s *state) answerAges(req *meshpb.SyncRequest, now time.Time) *meshpb.SyncR
 	// No digest: an answer without a version vector says the states are
 	// equal, and the requester knows its own digest.
 	resp := &meshpb.SyncResponse{}
+	sc := answerScratches.Get().(*answerScratch)
+	defer answerScratches.Put(sc)
+	fi, fa, oi, od := sc.index[:0], sc.ages[:0], sc.otherIndex[:0], sc.otherDigest[:0]
 	off, k := s.offset(now), 0
 	// This loop runs for every member in every exchange: learnAt and
 	// fresher's tests are inlined on local slices, and learnAt is called
@@ -853,15 +862,37 @@ func (s *state) answerAges(req *meshpb.SyncRequest, now time.Time) *meshpb.SyncR
 			if i != selfPos {
 				mine = ageOf(t, off, unit, s.perUnit)
 			}
-			resp.FresherIndex = append(resp.FresherIndex, uint32(i))
-			resp.FresherAges = append(resp.FresherAges, mine)
+			fi = append(fi, uint32(i))
+			fa = append(fa, mine)
 			if h := s.heldAt(i); h != s.digest {
-				resp.OtherIndex = append(resp.OtherIndex, uint32(i))
-				resp.OtherDigest = append(resp.OtherDigest, h)
+				oi = append(oi, uint32(i))
+				od = append(od, h)
 			}
 		}
 	}
+	resp.FresherIndex, resp.FresherAges = exactCopy(fi), exactCopy(fa)
+	resp.OtherIndex, resp.OtherDigest = exactCopy(oi), exactCopy(od)
+	sc.index, sc.ages, sc.otherIndex, sc.otherDigest = fi, fa, oi, od
 	return resp
+}
+
+// answerScratch collects the ages of an answer, which are then copied
+// into slices of their exact size: grown by append, they were most of a
+// simulated cluster's garbage (hundreds of ages an answer at N = 5,000).
+type answerScratch struct {
+	index, otherIndex []uint32
+	ages              []byte
+	otherDigest       []uint64
+}
+
+var answerScratches = sync.Pool{New: func() any { return new(answerScratch) }}
+
+// exactCopy returns a copy of s of its exact length, nil when empty.
+func exactCopy[T any](s []T) []T {
+	if len(s) == 0 {
+		return nil
+	}
+	return append([]T(nil), s...)
 }
 
 // onResponse applies an answer and returns the follow-up exchange, if any.
@@ -1301,8 +1332,12 @@ func (s *state) changed(changes []crdt.Change[string, member], now time.Time) {
 		return
 	}
 	viewChanged := false
-	// At most one event a change: a joiner's first delta is thousands.
+	// At most one event and one grace a change: a joiner's first delta
+	// is thousands.
 	s.events = slices.Grow(s.events, len(changes))
+	if s.graced == nil && len(changes) > 1 {
+		s.graced = make([]graceItem, 0, len(changes))
+	}
 	for _, c := range changes {
 		if c.HadOld {
 			s.digest ^= entryHash(c.Old)
