@@ -397,6 +397,13 @@ func (m *Map[K, V]) Delta(pv VersionVector, limit int) Delta[K, V] {
 // It returns the keys whose winning entry changed, in the delta's order,
 // allocating nothing when none did.
 func (m *Map[K, V]) ApplyDelta(d Delta[K, V]) ([]Change[K, V], error) {
+	return m.AppendDelta(nil, d)
+}
+
+// AppendDelta is ApplyDelta appending the changes to changes, which it
+// returns (nil on error): a caller that applies many deltas can reuse
+// one buffer instead of allocating one a delta.
+func (m *Map[K, V]) AppendDelta(changes []Change[K, V], d Delta[K, V]) ([]Change[K, V], error) {
 	for _, e := range d.Entries {
 		if err := validEntry(e); err != nil {
 			return nil, err
@@ -414,7 +421,6 @@ func (m *Map[K, V]) ApplyDelta(d Delta[K, V]) ([]Change[K, V], error) {
 		// than the map bounds the copy, so this costs O(len(d.Entries)).
 		m.grow(len(d.Entries))
 	}
-	var changes []Change[K, V]
 	for i, e := range d.Entries {
 		if c, ok := m.put(e); ok {
 			if changes == nil {

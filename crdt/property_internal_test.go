@@ -347,7 +347,25 @@ func TestInternalModel(t *testing.T) {
 				case 2:
 					d.Covers["w2"] = MaxTime
 				}
-				got, err := m.ApplyDelta(d)
+				var got []Change[string, string]
+				var err error
+				appended := rapid.Bool().Draw(t, "appendDelta")
+				if appended {
+					// AppendDelta keeps what the buffer held, and adds the same.
+					prefix := []Change[string, string]{{New: pentry{Key: "prefix"}}}
+					got, err = m.AppendDelta(prefix, d)
+					if err == nil {
+						if len(got) == 0 || got[0] != prefix[0] {
+							t.Fatalf("AppendDelta lost the buffer's content: %v", got)
+						}
+						got = got[1:]
+						if len(got) == 0 {
+							got = nil
+						}
+					}
+				} else {
+					got, err = m.ApplyDelta(d)
+				}
 				if !ok {
 					if err == nil || got != nil {
 						t.Fatalf("bad delta %+v accepted: %v", d, got)
