@@ -154,6 +154,14 @@ type state struct {
 	seen   []time.Duration
 	held   []uint64
 	heldOK []bool
+	// seenFloor is at most every member's seen (self excepted), or
+	// noEvidence when unknown; heldOthers is how many members' held
+	// digests differ from ours, or -1 when unknown. They let a round skip
+	// two of its passes over the view: a cluster that runs well has no
+	// expired member and holds one state, and at thousands of members
+	// the passes are cache misses, not arithmetic.
+	seenFloor  time.Duration
+	heldOthers int
 	// graced holds the grace evidence (seen = when we learnt of it) of
 	// members that became live since the last rebuildView, gone those
 	// that stopped being live: rebuildView merges them into the view.
@@ -207,6 +215,8 @@ func newState(cfg PeerConfig, now time.Time) *state {
 		rng:        cfg.Rand,
 		log:        cfg.Logger,
 		selfPos:    -1,
+		seenFloor:  noEvidence,
+		heldOthers: -1,
 		origin:     now,
 		offNow:     now,
 		expiryN:    -1,
@@ -411,6 +421,9 @@ func (s *state) partners(k int) []string {
 // one age byte per member of the view, nothing else.
 func (s *state) digestRequest(now time.Time) *meshpb.SyncRequest {
 	req := &meshpb.SyncRequest{Cluster: s.cfg.ClusterName, Digest: s.digest, Ages: s.denseAges(now)}
+	if s.heldOthers == 0 {
+		return req
+	}
 	held, heldOK := s.held, s.heldOK[:len(s.held)]
 	n := 0
 	for i, d := range held {
@@ -418,6 +431,7 @@ func (s *state) digestRequest(now time.Time) *meshpb.SyncRequest {
 			n++
 		}
 	}
+	s.heldOthers = n
 	if n == 0 {
 		return req
 	}
@@ -613,12 +627,21 @@ type graceItem struct {
 // members with fresh evidence.
 func (s *state) expiredPositions(now time.Time) []int {
 	fresh := s.offset(now) - s.expiry() // evidence at or after this is fresh
+	if s.seenFloor >= fresh {
+		return nil // seen only grows between rebuildViews
+	}
 	var out []int
+	floor := time.Duration(math.MaxInt64)
 	for i, t := range s.seen {
-		if t < fresh && i != s.selfPos && s.expiredAt(i, now) {
+		if i == s.selfPos {
+			continue
+		}
+		floor = min(floor, t)
+		if t < fresh && s.expiredAt(i, now) {
 			out = append(out, i)
 		}
 	}
+	s.seenFloor = floor
 	return out
 }
 
@@ -689,6 +712,9 @@ func (s *state) learnAt(i int, age byte, digest uint64, now time.Time) {
 	t := off - time.Duration(age)*(s.cfg.PingPeriod/ageScale)
 	if t > s.seen[i] {
 		s.seen[i] = t
+		if s.heldOthers >= 0 {
+			s.heldOthers += b2i(digest != s.digest) - b2i(s.heldOK[i] && s.held[i] != s.digest)
+		}
 		s.held[i], s.heldOK[i] = digest, true
 		// The length first: the lookup would read view[i], a cache miss
 		// for every piece of news in a large view, to search an empty map.
@@ -1147,7 +1173,9 @@ func (s *state) applyEntries(in []*meshpb.Entry, cov crdt.VersionVector, now tim
 	if len(in) > s.cfg.MaxDeltaEntries && !sameTime(in) {
 		return fmt.Errorf("%w: delta of %d entries, above MaxDeltaEntries (%d)", errLimit, len(in), s.cfg.MaxDeltaEntries)
 	}
-	entries := make([]entry, 0, len(in))
+	sc := applyScratches.Get().(*applyScratch)
+	defer sc.put()
+	entries := sc.entries[:0]
 	for _, pe := range in {
 		e, err := s.decodeEntry(pe)
 		if err != nil {
@@ -1162,13 +1190,15 @@ func (s *state) applyEntries(in []*meshpb.Entry, cov crdt.VersionVector, now tim
 		}
 		entries = append(entries, e)
 	}
+	sc.entries = entries
 	if err := s.checkRoom(entries); err != nil {
 		return err
 	}
-	changes, err := s.members.ApplyDelta(crdt.Delta[string, member]{Entries: entries, Covers: cov})
+	changes, err := s.members.AppendDelta(sc.changes[:0], crdt.Delta[string, member]{Entries: entries, Covers: cov})
 	if err != nil {
 		return fmt.Errorf("%w: %w", errBadRequest, err)
 	}
+	sc.changes = changes
 	for _, e := range entries {
 		s.clock.Observe(e.Stamp.Time)
 	}
@@ -1184,6 +1214,25 @@ func (s *state) applyEntries(in []*meshpb.Entry, cov crdt.VersionVector, now tim
 		s.push(s.assertSelf(now), s.others())
 	}
 	return nil
+}
+
+// applyScratch holds the decoded entries and the changes of one
+// applyEntries call, reused by the next: a joiner's first delta is
+// thousands of entries and changes, and a simulator starts thousands of
+// joiners, for which fresh buffers were a tenth of the start's time.
+type applyScratch struct {
+	entries []entry
+	changes []crdt.Change[string, member]
+}
+
+var applyScratches = sync.Pool{New: func() any { return new(applyScratch) }}
+
+// put returns sc to the pool without the references it held.
+func (sc *applyScratch) put() {
+	clear(sc.entries)
+	clear(sc.changes)
+	sc.entries, sc.changes = sc.entries[:0], sc.changes[:0]
+	applyScratches.Put(sc)
 }
 
 // sameTime reports whether all entries share one Lamport time: the only
@@ -1332,6 +1381,7 @@ func (s *state) changed(changes []crdt.Change[string, member], now time.Time) {
 		return
 	}
 	viewChanged := false
+	s.heldOthers = -1 // the digest changes
 	// At most one event and one grace a change: a joiner's first delta
 	// is thousands.
 	s.events = slices.Grow(s.events, len(changes))
@@ -1419,6 +1469,7 @@ func (s *state) rebuildView() {
 		}
 	}
 	s.view, s.seen, s.held, s.heldOK = view, seen, held, heldOK
+	s.seenFloor, s.heldOthers = noEvidence, -1
 	s.graced, s.gone = nil, nil
 }
 
@@ -1503,6 +1554,9 @@ func (s *state) purge(now time.Time) {
 		gone = append(gone, e)
 		return true
 	})
+	if len(gone) > 0 {
+		s.heldOthers = -1 // the digest changes
+	}
 	for _, e := range gone {
 		s.digest ^= entryHash(e)
 		delete(s.removedAt, e.Key) // still probed if failed: healing has no deadline
@@ -1629,4 +1683,11 @@ func encodeEntry(e entry) *meshpb.Entry {
 		pe.State = meshpb.State_STATE_FAILED
 	}
 	return pe
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
