@@ -530,12 +530,9 @@ func ageOf(t, now, unit time.Duration, perUnit float64) byte {
 	}
 	// ⌈d/unit⌉ without a division (the hot loops take one per member):
 	// an estimate by the reciprocal, off by at most one, corrected exactly.
+	// The correction is random, so it is made without a branch.
 	n := time.Duration(float64(d) * perUnit)
-	if n*unit < d {
-		n++
-	} else if (n-1)*unit >= d {
-		n--
-	}
+	n += time.Duration(bit(n*unit < d) - bit((n-1)*unit >= d))
 	return byte(n)
 }
 
@@ -851,55 +848,81 @@ func (s *state) answerAges(req *meshpb.SyncRequest, now time.Time) *meshpb.SyncR
 	resp := &meshpb.SyncResponse{}
 	sc := answerScratches.Get().(*answerScratch)
 	defer answerScratches.Put(sc)
-	fi, fa, oi, od := sc.index[:0], sc.ages[:0], sc.otherIndex[:0], sc.otherDigest[:0]
 	off, k := s.offset(now), 0
-	// This loop runs for every member in every exchange: learnAt and
-	// fresher's tests are inlined on local slices, and learnAt is called
-	// only when the evidence is news.
 	unit := s.cfg.PingPeriod / ageScale
 	theirs = theirs[:len(s.view)]
 	seen := s.seen[:len(theirs)]
 	selfPos := s.selfPos
+	if cap(sc.index) < len(theirs) {
+		sc.index = make([]uint32, len(theirs))
+	}
+	// These loops run for every member in every exchange, and which
+	// members are news or fresher is random: a branch per member
+	// mispredicted about as often as not and cost half of the time. So
+	// each pass writes every member's index and advances past it only if
+	// it qualifies (no branch), and the few that do are handled after.
+	// Learning first and then testing freshness gives what one loop
+	// doing both per member gives: each member's test reads only its own
+	// evidence.
+	cand := sc.index[:len(theirs)]
+	n := 0
+	for i, age := range theirs {
+		cand[n] = uint32(i)
+		n += bit(age != noAge) & bit(off-time.Duration(age)*unit > seen[i])
+	}
+	for _, i := range cand[:n] {
+		// The digest its member held is looked up only for news.
+		d := s.digest
+		if other != nil {
+			if o, ok := other[i]; ok {
+				d = o
+			}
+		} else {
+			for k < len(idx) && idx[k] < i {
+				k++
+			}
+			if k < len(idx) && idx[k] == i {
+				d = digests[k]
+			}
+		}
+		s.learnAt(int(i), theirs[i], d, now)
+	}
+	// Fresher by fresherMargin: ⌈(off−seen)/unit⌉ ≤ age−margin ⇔
+	// off−seen ≤ (age−margin)·unit; self is always 0; no evidence never
+	// is. The terms of a member that fails one test may overflow: the
+	// others mask them.
+	margin := time.Duration(fresherMargin) * unit
+	n = 0
 	for i, age := range theirs {
 		t := seen[i]
-		if age != noAge && off-time.Duration(age)*unit > t {
-			// The digest its member held is looked up only for news:
-			// most ages are not.
-			d := s.digest
-			if other != nil {
-				if o, ok := other[uint32(i)]; ok {
-					d = o
-				}
-			} else {
-				for k < len(idx) && idx[k] < uint32(i) {
-					k++
-				}
-				if k < len(idx) && idx[k] == uint32(i) {
-					d = digests[k]
-				}
-			}
-			s.learnAt(i, age, d, now)
-			t = seen[i]
+		cand[n] = uint32(i)
+		n += bit(age >= fresherMargin) & (bit(i == selfPos) | bit(t != noEvidence)&bit(off-t <= time.Duration(age)*unit-margin))
+	}
+	fresher := cand[:n]
+	fa, oi, od := sc.ages[:0], sc.otherIndex[:0], sc.otherDigest[:0]
+	for _, i := range fresher {
+		mine := byte(0)
+		if int(i) != selfPos {
+			mine = ageOf(seen[i], off, unit, s.perUnit)
 		}
-		// Fresher by fresherMargin: ⌈(off−seen)/unit⌉ ≤ age−margin ⇔
-		// off−seen ≤ (age−margin)·unit; self is always 0; no evidence never is.
-		if age >= fresherMargin && (i == selfPos || t != noEvidence && off-t <= time.Duration(age-fresherMargin)*unit) {
-			mine := byte(0)
-			if i != selfPos {
-				mine = ageOf(t, off, unit, s.perUnit)
-			}
-			fi = append(fi, uint32(i))
-			fa = append(fa, mine)
-			if h := s.heldAt(i); h != s.digest {
-				oi = append(oi, uint32(i))
-				od = append(od, h)
-			}
+		fa = append(fa, mine)
+		if h := s.heldAt(int(i)); h != s.digest {
+			oi = append(oi, i)
+			od = append(od, h)
 		}
 	}
-	resp.FresherIndex, resp.FresherAges = exactCopy(fi), exactCopy(fa)
+	resp.FresherIndex, resp.FresherAges = exactCopy(fresher), exactCopy(fa)
 	resp.OtherIndex, resp.OtherDigest = exactCopy(oi), exactCopy(od)
-	sc.index, sc.ages, sc.otherIndex, sc.otherDigest = fi, fa, oi, od
+	sc.ages, sc.otherIndex, sc.otherDigest = fa, oi, od
 	return resp
+}
+
+// bit is b as 0 or 1, which the compiler makes without a branch.
+func bit(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // answerScratch collects the ages of an answer, which are then copied
