@@ -155,13 +155,14 @@ type state struct {
 	held   []uint64
 	heldOK []bool
 	// seenFloor is at most every member's seen (self excepted), or
-	// noEvidence when unknown; heldOthers is how many members' held
-	// digests differ from ours, or -1 when unknown. They let a round skip
-	// two of its passes over the view: a cluster that runs well has no
-	// expired member and holds one state, and at thousands of members
-	// the passes are cache misses, not arithmetic.
-	seenFloor  time.Duration
-	heldOthers int
+	// noEvidence when unknown; heldSame says that no member's held
+	// digest differs from ours. They let a round skip two of its passes
+	// over the view: a cluster that runs well has no expired member and
+	// holds one state, and at thousands of members the passes are cache
+	// misses, not arithmetic. (A count of the differing digests would
+	// cost learnAt a read of held[i], another miss, for every news.)
+	seenFloor time.Duration
+	heldSame  bool
 	// graced holds the grace evidence (seen = when we learnt of it) of
 	// members that became live since the last rebuildView, gone those
 	// that stopped being live: rebuildView merges them into the view.
@@ -216,7 +217,6 @@ func newState(cfg PeerConfig, now time.Time) *state {
 		log:        cfg.Logger,
 		selfPos:    -1,
 		seenFloor:  noEvidence,
-		heldOthers: -1,
 		origin:     now,
 		offNow:     now,
 		expiryN:    -1,
@@ -421,7 +421,7 @@ func (s *state) partners(k int) []string {
 // one age byte per member of the view, nothing else.
 func (s *state) digestRequest(now time.Time) *meshpb.SyncRequest {
 	req := &meshpb.SyncRequest{Cluster: s.cfg.ClusterName, Digest: s.digest, Ages: s.denseAges(now)}
-	if s.heldOthers == 0 {
+	if s.heldSame {
 		return req
 	}
 	held, heldOK := s.held, s.heldOK[:len(s.held)]
@@ -431,7 +431,7 @@ func (s *state) digestRequest(now time.Time) *meshpb.SyncRequest {
 			n++
 		}
 	}
-	s.heldOthers = n
+	s.heldSame = n == 0
 	if n == 0 {
 		return req
 	}
@@ -709,9 +709,7 @@ func (s *state) learnAt(i int, age byte, digest uint64, now time.Time) {
 	t := off - time.Duration(age)*(s.cfg.PingPeriod/ageScale)
 	if t > s.seen[i] {
 		s.seen[i] = t
-		if s.heldOthers >= 0 {
-			s.heldOthers += b2i(digest != s.digest) - b2i(s.heldOK[i] && s.held[i] != s.digest)
-		}
+		s.heldSame = s.heldSame && digest == s.digest
 		s.held[i], s.heldOK[i] = digest, true
 		// The length first: the lookup would read view[i], a cache miss
 		// for every piece of news in a large view, to search an empty map.
@@ -1404,7 +1402,7 @@ func (s *state) changed(changes []crdt.Change[string, member], now time.Time) {
 		return
 	}
 	viewChanged := false
-	s.heldOthers = -1 // the digest changes
+	s.heldSame = false // the digest changes
 	// At most one event and one grace a change: a joiner's first delta
 	// is thousands.
 	s.events = slices.Grow(s.events, len(changes))
@@ -1492,7 +1490,7 @@ func (s *state) rebuildView() {
 		}
 	}
 	s.view, s.seen, s.held, s.heldOK = view, seen, held, heldOK
-	s.seenFloor, s.heldOthers = noEvidence, -1
+	s.seenFloor, s.heldSame = noEvidence, false
 	s.graced, s.gone = nil, nil
 }
 
@@ -1578,7 +1576,7 @@ func (s *state) purge(now time.Time) {
 		return true
 	})
 	if len(gone) > 0 {
-		s.heldOthers = -1 // the digest changes
+		s.heldSame = false // the digest changes
 	}
 	for _, e := range gone {
 		s.digest ^= entryHash(e)
@@ -1706,11 +1704,4 @@ func encodeEntry(e entry) *meshpb.Entry {
 		pe.State = meshpb.State_STATE_FAILED
 	}
 	return pe
-}
-
-func b2i(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
