@@ -460,7 +460,7 @@ func others(idx []uint32, digests []uint64) map[uint32]uint64 {
 }
 
 func (s *state) denseAges(now time.Time) []byte {
-	ages := make([]byte, len(s.view))
+	ages := denseBufs.get(len(s.view)) // see Recycle
 	off := s.offset(now)
 	unit := s.cfg.PingPeriod / ageScale
 	// ageAt, inlined by hand: this runs for every member at every peer
@@ -909,7 +909,7 @@ func (s *state) answerAges(req *meshpb.SyncRequest, now time.Time) *meshpb.SyncR
 			od = append(od, h)
 		}
 	}
-	resp.FresherIndex, resp.FresherAges = exactCopy(fresher), exactCopy(fa)
+	resp.FresherIndex, resp.FresherAges = copyInto(&indexBufs, fresher), copyInto(&fresherBufs, fa)
 	resp.OtherIndex, resp.OtherDigest = exactCopy(oi), exactCopy(od)
 	sc.ages, sc.otherIndex, sc.otherDigest = fa, oi, od
 	return resp
