@@ -145,14 +145,16 @@ type state struct {
 	selfPos int      // self's index in view, -1 when absent (left)
 
 	// Evidence of liveness, one slot per view position (rebuildView
-	// remaps them when the view changes): seen[i] is the latest time,
+	// remaps them when the view changes): ev[i].seen is the latest time,
 	// as an offset from origin, at which view[i] is known to have run
-	// (noEvidence if none), held[i] the digest of the state it held then
-	// (heldOK[i] false if none). Slices rather than maps keyed by
+	// (noEvidence if none), ev[i].held the digest of the state it held
+	// then (heldOK[i] false if none). Slices rather than maps keyed by
 	// address: every round walks all of them, and a simulator holds
-	// thousands of states, so lookups and bytes per member count.
-	seen   []time.Duration
-	held   []uint64
+	// thousands of states, so lookups and bytes per member count. seen
+	// and held share a slot because news updates both: apart, held[i]
+	// was a cache miss of its own for every piece of news at thousands
+	// of members, which cost more than the longer scans of seen.
+	ev     []evidence
 	heldOK []bool
 	// seenFloor is at most every member's seen (self excepted), or
 	// noEvidence when unknown; heldSame says that no member's held
@@ -424,10 +426,10 @@ func (s *state) digestRequest(now time.Time) *meshpb.SyncRequest {
 	if s.heldSame {
 		return req
 	}
-	held, heldOK := s.held, s.heldOK[:len(s.held)]
+	ev, heldOK := s.ev, s.heldOK[:len(s.ev)]
 	n := 0
-	for i, d := range held {
-		if heldOK[i] && d != s.digest {
+	for i := range ev {
+		if heldOK[i] && ev[i].held != s.digest {
 			n++
 		}
 	}
@@ -438,8 +440,8 @@ func (s *state) digestRequest(now time.Time) *meshpb.SyncRequest {
 	// Sized by a first count: a simulator builds thousands of these a
 	// round, and growing them by append was most of their garbage.
 	req.OtherIndex, req.OtherDigest = make([]uint32, 0, n), make([]uint64, 0, n)
-	for i, d := range held {
-		if heldOK[i] && d != s.digest {
+	for i := range ev {
+		if d := ev[i].held; heldOK[i] && d != s.digest {
 			req.OtherIndex = append(req.OtherIndex, uint32(i))
 			req.OtherDigest = append(req.OtherDigest, d)
 		}
@@ -465,8 +467,8 @@ func (s *state) denseAges(now time.Time) []byte {
 	unit := s.cfg.PingPeriod / ageScale
 	// ageAt, inlined by hand: this runs for every member at every peer
 	// every round, and a call per member was a third of its cost.
-	for i, t := range s.seen[:len(ages)] {
-		ages[i] = ageOf(t, off, unit, s.perUnit)
+	for i := range s.ev[:len(ages)] {
+		ages[i] = ageOf(s.ev[i].seen, off, unit, s.perUnit)
 	}
 	if s.selfPos >= 0 {
 		ages[s.selfPos] = 0
@@ -512,7 +514,7 @@ func (s *state) ageAt(i int, now time.Duration) byte {
 	if i == s.selfPos {
 		return 0
 	}
-	return ageOf(s.seen[i], now, s.cfg.PingPeriod/ageScale, s.perUnit)
+	return ageOf(s.ev[i].seen, now, s.cfg.PingPeriod/ageScale, s.perUnit)
 }
 
 // ageOf is the age at offset now of evidence seen at offset t, in units
@@ -602,8 +604,8 @@ func (s *state) halfExpiry() time.Duration {
 
 // lastSeen returns when addr was last known to run (zero if never).
 func (s *state) lastSeen(addr string) time.Time {
-	if i, ok := s.pos(addr); ok && s.seen[i] != noEvidence {
-		return s.origin.Add(s.seen[i])
+	if i, ok := s.pos(addr); ok && s.ev[i].seen != noEvidence {
+		return s.origin.Add(s.ev[i].seen)
 	}
 	return time.Time{}
 }
@@ -612,6 +614,12 @@ func (s *state) lastSeen(addr string) time.Time {
 // not expired before it had a chance to be heard of.
 func (s *state) grace(addr string, now time.Time) {
 	s.graced = append(s.graced, graceItem{addr, s.offset(now)})
+}
+
+// evidence is what a state knows of a member's liveness; see state.ev.
+type evidence struct {
+	seen time.Duration
+	held uint64
 }
 
 type graceItem struct {
@@ -629,7 +637,8 @@ func (s *state) expiredPositions(now time.Time) []int {
 	}
 	var out []int
 	floor := time.Duration(math.MaxInt64)
-	for i, t := range s.seen {
+	for i := range s.ev {
+		t := s.ev[i].seen
 		if i == s.selfPos {
 			continue
 		}
@@ -645,7 +654,7 @@ func (s *state) expiredPositions(now time.Time) []int {
 // expiredAt is expired for view position i.
 func (s *state) expiredAt(i int, now time.Time) bool {
 	off, exp := s.offset(now), s.expiry()
-	last := s.seen[i]
+	last := s.ev[i].seen
 	if last != noEvidence && off-last <= exp {
 		return false // fresh evidence; a stall only ever moves last later
 	}
@@ -707,10 +716,10 @@ func (s *state) learnAt(i int, age byte, digest uint64, now time.Time) {
 	}
 	off := s.offset(now)
 	t := off - time.Duration(age)*(s.cfg.PingPeriod/ageScale)
-	if t > s.seen[i] {
-		s.seen[i] = t
+	if t > s.ev[i].seen {
+		s.ev[i] = evidence{t, digest}
 		s.heldSame = s.heldSame && digest == s.digest
-		s.held[i], s.heldOK[i] = digest, true
+		s.heldOK[i] = true
 		// The length first: the lookup would read view[i], a cache miss
 		// for every piece of news in a large view, to search an empty map.
 		if len(s.suspects) == 0 {
@@ -769,7 +778,7 @@ func (s *state) heldAt(i int) uint64 {
 	if i == s.selfPos {
 		return s.digest
 	}
-	return s.held[i]
+	return s.ev[i].held
 }
 
 // converged reports whether the freshest evidence of every live member,
@@ -777,7 +786,7 @@ func (s *state) heldAt(i int) uint64 {
 func (s *state) converged(now time.Time) bool {
 	off, exp := s.offset(now), s.expiry()
 	for i := range s.view {
-		if i != s.selfPos && (s.held[i] != s.digest || s.seen[i] == noEvidence || off-s.seen[i] > exp) {
+		if e := s.ev[i]; i != s.selfPos && (e.held != s.digest || e.seen == noEvidence || off-e.seen > exp) {
 			return false
 		}
 	}
@@ -849,7 +858,7 @@ func (s *state) answerAges(req *meshpb.SyncRequest, now time.Time) *meshpb.SyncR
 	off, k := s.offset(now), 0
 	unit := s.cfg.PingPeriod / ageScale
 	theirs = theirs[:len(s.view)]
-	seen := s.seen[:len(theirs)]
+	ev := s.ev[:len(theirs)]
 	selfPos := s.selfPos
 	if cap(sc.index) < len(theirs) {
 		sc.index = make([]uint32, len(theirs))
@@ -866,7 +875,7 @@ func (s *state) answerAges(req *meshpb.SyncRequest, now time.Time) *meshpb.SyncR
 	n := 0
 	for i, age := range theirs {
 		cand[n] = uint32(i)
-		n += bit(age != noAge) & bit(off-time.Duration(age)*unit > seen[i])
+		n += bit(age != noAge) & bit(off-time.Duration(age)*unit > ev[i].seen)
 	}
 	for _, i := range cand[:n] {
 		// The digest its member held is looked up only for news.
@@ -892,7 +901,7 @@ func (s *state) answerAges(req *meshpb.SyncRequest, now time.Time) *meshpb.SyncR
 	margin := time.Duration(fresherMargin) * unit
 	n = 0
 	for i, age := range theirs {
-		t := seen[i]
+		t := ev[i].seen
 		cand[n] = uint32(i)
 		n += bit(age >= fresherMargin) & (bit(i == selfPos) | bit(t != noEvidence)&bit(off-t <= time.Duration(age)*unit-margin))
 	}
@@ -901,7 +910,7 @@ func (s *state) answerAges(req *meshpb.SyncRequest, now time.Time) *meshpb.SyncR
 	for _, i := range fresher {
 		mine := byte(0)
 		if int(i) != selfPos {
-			mine = ageOf(seen[i], off, unit, s.perUnit)
+			mine = ageOf(ev[i].seen, off, unit, s.perUnit)
 		}
 		fa = append(fa, mine)
 		if h := s.heldAt(int(i)); h != s.digest {
@@ -1466,8 +1475,7 @@ func (s *state) rebuildView() {
 	view := s.nextView()
 	// Carry each member's evidence to its new position: both views are
 	// sorted, so one merge walk does it.
-	seen := make([]time.Duration, len(view))
-	held := make([]uint64, len(view))
+	ev := make([]evidence, len(view))
 	heldOK := make([]bool, len(view))
 	s.selfPos = -1
 	j, g := 0, 0 // nextView sorted graced by address
@@ -1475,21 +1483,21 @@ func (s *state) rebuildView() {
 		for j < len(s.view) && s.view[j] < a {
 			j++
 		}
-		seen[i] = noEvidence
+		ev[i].seen = noEvidence
 		if j < len(s.view) && s.view[j] == a {
-			seen[i], held[i], heldOK[i] = s.seen[j], s.held[j], s.heldOK[j]
+			ev[i], heldOK[i] = s.ev[j], s.heldOK[j]
 		}
 		for g < len(s.graced) && s.graced[g].addr < a {
 			g++
 		}
 		if g < len(s.graced) && s.graced[g].addr == a {
-			seen[i] = s.graced[g].at
+			ev[i].seen = s.graced[g].at
 		}
 		if a == s.self {
 			s.selfPos = i
 		}
 	}
-	s.view, s.seen, s.held, s.heldOK = view, seen, held, heldOK
+	s.view, s.ev, s.heldOK = view, ev, heldOK
 	s.seenFloor, s.heldSame = noEvidence, false
 	s.graced, s.gone = nil, nil
 }

@@ -41,6 +41,7 @@ func BenchmarkRounds5000(b *testing.B) {
 		}
 		b.Log("\n" + r.String())
 		b.ReportMetric(r.Metric("rounds, wall"), "wall-s/100rounds")
+		b.ReportMetric(r.Metric("rounds, cpu"), "cpu-s/100rounds")
 		b.ReportMetric(r.Metric("start, wall"), "start-wall-s")
 		b.ReportMetric(r.Metric("live heap per peer"), "heap-B/peer")
 		b.ReportMetric(r.Metric("steady bytes/peer/round"), "bytes/peer/round")
