@@ -860,24 +860,34 @@ func (s *state) answerAges(req *meshpb.SyncRequest, now time.Time) *meshpb.SyncR
 	theirs = theirs[:len(s.view)]
 	ev := s.ev[:len(theirs)]
 	selfPos := s.selfPos
-	if cap(sc.index) < len(theirs) {
-		sc.index = make([]uint32, len(theirs))
+	if cap(sc.news) < len(theirs) {
+		sc.news, sc.index = make([]uint32, len(theirs)), make([]uint32, len(theirs))
 	}
-	// These loops run for every member in every exchange, and which
+	// This loop runs for every member in every exchange, and which
 	// members are news or fresher is random: a branch per member
-	// mispredicted about as often as not and cost half of the time. So
-	// each pass writes every member's index and advances past it only if
-	// it qualifies (no branch), and the few that do are handled after.
-	// Learning first and then testing freshness gives what one loop
-	// doing both per member gives: each member's test reads only its own
-	// evidence.
-	cand := sc.index[:len(theirs)]
-	n := 0
+	// mispredicted about as often as not and cost half of the time. So it
+	// writes every member's index to both lists and advances each only
+	// past the members that qualify (no branch); the few that do are
+	// handled after.
+	//
+	// Fresher by fresherMargin: ⌈(off−seen)/unit⌉ ≤ age−margin ⇔
+	// off−seen ≤ (age−margin)·unit; self is always 0; no evidence never
+	// is. The terms of a member that fails one test may overflow: the
+	// others mask them. Testing freshness before learning gives what
+	// testing after it would: news means off−seen > age·unit, which rules
+	// fresher out (unit > 0, as PingPeriod ≥ 1ms), and learning a
+	// member's news changes only its own evidence.
+	news, fresher := sc.news[:len(theirs)], sc.index[:len(theirs)]
+	margin := time.Duration(fresherMargin) * unit
+	nn, nf := 0, 0
 	for i, age := range theirs {
-		cand[n] = uint32(i)
-		n += bit(age != noAge) & bit(off-time.Duration(age)*unit > ev[i].seen)
+		t := ev[i].seen
+		news[nn], fresher[nf] = uint32(i), uint32(i)
+		nn += bit(age != noAge) & bit(off-time.Duration(age)*unit > t)
+		nf += bit(age >= fresherMargin) & (bit(i == selfPos) | bit(t != noEvidence)&bit(off-t <= time.Duration(age)*unit-margin))
 	}
-	for _, i := range cand[:n] {
+	fresher = fresher[:nf]
+	for _, i := range news[:nn] {
 		// The digest its member held is looked up only for news.
 		d := s.digest
 		if other != nil {
@@ -894,18 +904,6 @@ func (s *state) answerAges(req *meshpb.SyncRequest, now time.Time) *meshpb.SyncR
 		}
 		s.learnAt(int(i), theirs[i], d, now)
 	}
-	// Fresher by fresherMargin: ⌈(off−seen)/unit⌉ ≤ age−margin ⇔
-	// off−seen ≤ (age−margin)·unit; self is always 0; no evidence never
-	// is. The terms of a member that fails one test may overflow: the
-	// others mask them.
-	margin := time.Duration(fresherMargin) * unit
-	n = 0
-	for i, age := range theirs {
-		t := ev[i].seen
-		cand[n] = uint32(i)
-		n += bit(age >= fresherMargin) & (bit(i == selfPos) | bit(t != noEvidence)&bit(off-t <= time.Duration(age)*unit-margin))
-	}
-	fresher := cand[:n]
 	fa, oi, od := sc.ages[:0], sc.otherIndex[:0], sc.otherDigest[:0]
 	for _, i := range fresher {
 		mine := byte(0)
@@ -936,9 +934,9 @@ func bit(b bool) int {
 // into slices of their exact size: grown by append, they were most of a
 // simulated cluster's garbage (hundreds of ages an answer at N = 5,000).
 type answerScratch struct {
-	index, otherIndex []uint32
-	ages              []byte
-	otherDigest       []uint64
+	news, index, otherIndex []uint32
+	ages                    []byte
+	otherDigest             []uint64
 }
 
 var answerScratches = sync.Pool{New: func() any { return new(answerScratch) }}
