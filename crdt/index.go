@@ -6,9 +6,10 @@ import "hash/maphash"
 // open-addressing hash table (linear probing, at most half full) of
 // int32 positions. It replaces a Go map from key to position, which
 // would store each key a second time: a mesh peer holds a Map entry per
-// member, and a simulator thousands of peers, so the 4 to 8 bytes a key
-// costs here, against 40 to 60 in a map, and the pointers the collector
-// no longer follows, matter. The caller supplies the hash of a key and
+// member, and a simulator thousands of peers, so the 8 to 16 bytes a key
+// costs here (4-byte positions, a quarter to half of them in use),
+// against 40 to 60 in a map, and the pointers the collector no longer
+// follows, matter. The caller supplies the hash of a key and
 // the key test at a position; every method takes them as functions so
 // that one table serves keys and writer ids alike.
 type hashIndex struct {
