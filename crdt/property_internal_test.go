@@ -118,47 +118,103 @@ func (md *pModel) delta(pv VersionVector, limit int) ([]pentry, VersionVector, u
 	return es, covers, cut
 }
 
-// checkInternals verifies what the public API cannot show: the live count,
-// and that each writer's log is sorted by time, lists every entry the
-// writer holds exactly once, counts its stale items exactly, and is
-// compacted before stale items are the majority.
+// checkInternals verifies what the public API cannot show: the live count;
+// that the index, the slots and the free list agree, and so do the
+// interned writers; and that each writer's log is sorted by time, lists
+// every entry the writer holds exactly once, counts its stale items
+// exactly, and is compacted before stale items are the majority.
 func checkInternals(t *rapid.T, m *pmap) {
 	t.Helper()
-	live := 0
-	for _, e := range m.entries {
+	version := m.Version()
+	live, used := 0, 0
+	free := map[int32]bool{}
+	for _, i := range m.free {
+		if free[i] || m.slots[i].writer >= 0 {
+			t.Fatalf("free list %v names slot %d twice or in use (%+v)", m.free, i, m.slots[i])
+		}
+		free[i] = true
+	}
+	for i := range m.slots {
+		sl := m.slots[i]
+		if sl.writer < 0 {
+			if !free[int32(i)] || sl != (slot[string, string]{writer: -1}) {
+				t.Fatalf("free slot %d not in the free list %v, or not cleared: %+v", i, m.free, sl)
+			}
+			continue
+		}
+		used++
+		if j := m.findKey(sl.key); j != int32(i) {
+			t.Fatalf("slot %d holds %q, which the index maps to %d", i, sl.key, j)
+		}
+		if int(sl.writer) >= len(m.ws) || m.ws[sl.writer].id == "" {
+			t.Fatalf("slot %d names writer %d, not in use", i, sl.writer)
+		}
+	}
+	if used != m.keys.n {
+		t.Fatalf("%d slots in use, index holds %d keys", used, m.keys.n)
+	}
+	checkIndex(t, &m.keys, m.keyHash)
+	checkIndex(t, &m.wids, m.writerHash)
+	wfree := map[int32]bool{}
+	for _, w := range m.wfree {
+		if wfree[w] || m.ws[w].id != "" {
+			t.Fatalf("writer free list %v names %d twice or in use", m.wfree, w)
+		}
+		wfree[w] = true
+	}
+	for i, w := range m.ws {
+		if w.id == "" {
+			if !wfree[int32(i)] || w.time != 0 || w.log != nil || w.stale != 0 {
+				t.Fatalf("free writer %d not in the free list %v, or not cleared: %+v", i, m.wfree, w)
+			}
+			continue
+		}
+		if j := m.findWriter(w.id); j != int32(i) {
+			t.Fatalf("writer %d is %q, which the index maps to %d", i, w.id, j)
+		}
+		if w.time == 0 {
+			t.Fatalf("writer %q in use at time 0", w.id)
+		}
+	}
+	if m.wids.n != len(m.ws)-len(m.wfree) {
+		t.Fatalf("%d interned writers, %d records in use", m.wids.n, len(m.ws)-len(m.wfree))
+	}
+	held := map[string]int{}
+	for e := range m.All() {
 		if !e.Deleted {
 			live++
 		}
-		if m.version[e.Stamp.Writer] < e.Stamp.Time {
-			t.Fatalf("version %v does not cover held %+v", m.version, e)
+		if version[e.Stamp.Writer] < e.Stamp.Time {
+			t.Fatalf("version %v does not cover held %+v", version, e)
 		}
+		held[e.Stamp.Writer]++
 	}
 	if live != m.live {
 		t.Fatalf("live = %d, %d entries are live", m.live, live)
 	}
-	held := map[string]int{}
-	for _, e := range m.entries {
-		held[e.Stamp.Writer]++
-	}
-	for w, lg := range m.logs {
-		if len(lg.items) == 0 {
-			t.Fatalf("empty log kept for %s", w)
+	for wi, lg := range m.ws {
+		w := lg.id
+		if w == "" || len(lg.log) == 0 {
+			if lg.log != nil {
+				t.Fatalf("empty log kept for %s", w)
+			}
+			continue
 		}
-		if !slices.IsSortedFunc(lg.items, func(a, b logItem[string]) int { return cmp.Compare(a.time, b.time) }) {
-			t.Fatalf("log of %s not sorted: %v", w, lg.items)
+		if !slices.IsSortedFunc(lg.log, func(a, b logItem) int { return cmp.Compare(a.time, b.time) }) {
+			t.Fatalf("log of %s not sorted: %v", w, lg.log)
 		}
 		stale, fresh := 0, map[string]bool{}
-		for _, it := range lg.items {
-			if !m.holds(it, w) {
+		for _, it := range lg.log {
+			if !m.holds(it, int32(wi)) {
 				stale++
-			} else if fresh[it.key] {
+			} else if key := m.slots[it.slot].key; fresh[key] {
 				t.Fatalf("log of %s lists %v twice", w, it)
 			} else {
-				fresh[it.key] = true
+				fresh[key] = true
 			}
 		}
-		if stale != lg.stale || lg.stale*2 > len(lg.items) {
-			t.Fatalf("log of %s: stale count %d, actually %d, of %d items", w, lg.stale, stale, len(lg.items))
+		if stale != int(lg.stale) || int(lg.stale)*2 > len(lg.log) {
+			t.Fatalf("log of %s: stale count %d, actually %d, of %d items", w, lg.stale, stale, len(lg.log))
 		}
 		if len(fresh) != held[w] {
 			t.Fatalf("log of %s lists %d held entries, map holds %d", w, len(fresh), held[w])
@@ -168,6 +224,38 @@ func checkInternals(t *rapid.T, m *pmap) {
 	if len(held) > 0 {
 		t.Fatalf("entries of writers without a log: %v", held)
 	}
+}
+
+// checkIndex verifies a hashIndex: its count, at most half full, every
+// position once, and each reachable from its home slot without crossing
+// an empty one.
+func checkIndex(t *rapid.T, x *hashIndex, hashAt func(int32) uint64) {
+	t.Helper()
+	n, seen := 0, map[int32]bool{}
+	for i, p := range x.pos {
+		if p == 0 {
+			continue
+		}
+		n++
+		if seen[p-1] {
+			t.Fatalf("index lists position %d twice", p-1)
+		}
+		seen[p-1] = true
+		mask := len(x.pos) - 1
+		for j := int(hashAt(p-1)) & mask; j != i; j = (j + 1) & mask {
+			if x.pos[j] == 0 {
+				t.Fatalf("position %d at %d is cut from its home by an empty slot at %d", p-1, i, j)
+			}
+		}
+	}
+	if n != x.n || 2*n > len(x.pos) {
+		t.Fatalf("index holds %d positions, counts %d, in %d slots", n, x.n, len(x.pos))
+	}
+}
+
+// pDump lists m's entries by key, for failure messages.
+func pDump(m *pmap) []pentry {
+	return slices.SortedFunc(m.All(), func(a, b pentry) int { return cmp.Compare(a.Key, b.Key) })
 }
 
 func pMatches(t *rapid.T, m *pmap, md *pModel) {
@@ -259,7 +347,25 @@ func TestInternalModel(t *testing.T) {
 				case 2:
 					d.Covers["w2"] = MaxTime
 				}
-				got, err := m.ApplyDelta(d)
+				var got []Change[string, string]
+				var err error
+				appended := rapid.Bool().Draw(t, "appendDelta")
+				if appended {
+					// AppendDelta keeps what the buffer held, and adds the same.
+					prefix := []Change[string, string]{{New: pentry{Key: "prefix"}}}
+					got, err = m.AppendDelta(prefix, d)
+					if err == nil {
+						if len(got) == 0 || got[0] != prefix[0] {
+							t.Fatalf("AppendDelta lost the buffer's content: %v", got)
+						}
+						got = got[1:]
+						if len(got) == 0 {
+							got = nil
+						}
+					}
+				} else {
+					got, err = m.ApplyDelta(d)
+				}
 				if !ok {
 					if err == nil || got != nil {
 						t.Fatalf("bad delta %+v accepted: %v", d, got)
@@ -293,7 +399,7 @@ func TestInternalModel(t *testing.T) {
 						want[e.Key] = c
 					}
 				}
-				md.version.Merge(o.version)
+				md.version.Merge(o.Version())
 				if !maps.Equal(got, want) || !o.Equal(oc) {
 					t.Fatalf("Merge changes %v, want %v", got, want)
 				}
@@ -410,8 +516,8 @@ func TestInternalLaws(t *testing.T) {
 			return z
 		}
 		same := func(what string, x, y *pmap) {
-			if !x.Equal(y) || !y.Equal(x) || !maps.Equal(x.version, y.version) || x.live != y.live {
-				t.Fatalf("%s: %v %v vs %v %v", what, x.entries, x.version, y.entries, y.version)
+			if !x.Equal(y) || !y.Equal(x) || !maps.Equal(x.Version(), y.Version()) || x.live != y.live {
+				t.Fatalf("%s: %v %v vs %v %v", what, pDump(x), x.Version(), pDump(y), y.Version())
 			}
 		}
 		same("a⊔b = b⊔a", join(a, b), join(b, a))
@@ -434,8 +540,8 @@ func TestInternalDeltaEqualsMerge(t *testing.T) {
 			t.Fatal(err)
 		}
 		checkInternals(t, got)
-		if !got.Equal(want) || !maps.Equal(got.version, want.version) {
-			t.Fatalf("b+Δ = %v %v, b⊔a = %v %v", got.entries, got.version, want.entries, want.version)
+		if !got.Equal(want) || !maps.Equal(got.Version(), want.Version()) {
+			t.Fatalf("b+Δ = %v %v, b⊔a = %v %v", pDump(got), got.Version(), pDump(want), want.Version())
 		}
 		// Cut rounds reach the same state.
 		limit := rapid.IntRange(1, 3).Draw(t, "limit")
@@ -452,8 +558,8 @@ func TestInternalDeltaEqualsMerge(t *testing.T) {
 				t.Fatalf("cut rounds do not converge")
 			}
 		}
-		if !cut.Equal(want) || !maps.Equal(cut.version, want.version) {
-			t.Fatalf("b+cut Δs = %v %v, b⊔a = %v %v", cut.entries, cut.version, want.entries, want.version)
+		if !cut.Equal(want) || !maps.Equal(cut.Version(), want.Version()) {
+			t.Fatalf("b+cut Δs = %v %v, b⊔a = %v %v", pDump(cut), cut.Version(), pDump(want), want.Version())
 		}
 	})
 }
@@ -467,7 +573,7 @@ func TestInternalConvergence(t *testing.T) {
 			for _, from := range rs {
 				for _, to := range rs {
 					before := to.Version()
-					if ch, _ := to.ApplyDelta(from.Delta(before, limit)); ch != nil || to.version.Compare(before) != Equal {
+					if ch, _ := to.ApplyDelta(from.Delta(before, limit)); ch != nil || to.Version().Compare(before) != Equal {
 						quiet = false
 					}
 				}
@@ -481,8 +587,8 @@ func TestInternalConvergence(t *testing.T) {
 		}
 		for _, r := range rs[1:] {
 			checkInternals(t, r)
-			if !r.Equal(rs[0]) || !maps.Equal(r.version, rs[0].version) {
-				t.Fatalf("diverged: %v %v vs %v %v", r.entries, r.version, rs[0].entries, rs[0].version)
+			if !r.Equal(rs[0]) || !maps.Equal(r.Version(), rs[0].Version()) {
+				t.Fatalf("diverged: %v %v vs %v %v", pDump(r), r.Version(), pDump(rs[0]), rs[0].Version())
 			}
 		}
 	})

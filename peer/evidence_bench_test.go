@@ -14,7 +14,7 @@ import (
 
 // benchState returns a state that holds n live members, self included,
 // all with fresh evidence of holding its state: a converged cluster.
-func benchState(b *testing.B, n int) (*state, time.Time) {
+func benchState(b testing.TB, n int) (*state, time.Time) {
 	s := newTestState("10.0.0.1:7946")
 	var in []*meshpb.Entry
 	for i := 2; i <= n; i++ {

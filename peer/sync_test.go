@@ -576,7 +576,8 @@ func TestAuthorityRejectsImpersonation(t *testing.T) {
 // setSeen sets st's evidence of addr, a live member, to t.
 func setSeen(st *state, addr string, t time.Time) {
 	i, _ := st.pos(addr)
-	st.seen[i] = t.Sub(st.origin)
+	st.ev[i].seen = t.Sub(st.origin)
+	st.seenFloor = noEvidence // it may have moved back
 }
 
 // calm ticks net until no state is on the cautious rule (a new peer
