@@ -800,11 +800,11 @@ func (s *state) answer(req *meshpb.SyncRequest, now time.Time) (*meshpb.SyncResp
 	}
 	if req.GetPush() {
 		quiet := s.quietFailures(req.GetDelta(), now) // before the failures take the evidence away
-		changes, err := s.applyEntries(req.GetDelta(), nil, now)
+		failed, err := s.applyEntries(req.GetDelta(), nil, now)
 		if err != nil {
 			return nil, err
 		}
-		s.relayFailures(changes, req.GetFrom(), quiet)
+		s.relayFailures(failed, req.GetFrom(), quiet)
 		return &meshpb.SyncResponse{}, nil
 	}
 	if !req.GetFull() {
@@ -1164,15 +1164,15 @@ func (s *state) others() []string {
 // crash everywhere, while fresh evidence here says the declaration is
 // probably false, and the member will refute it; relaying it would only
 // spread the flap to everyone.
-func (s *state) relayFailures(changes []crdt.Change[string, member], from string, quiet []string) {
-	for _, c := range changes {
-		if !c.New.Deleted || c.New.Value.state != meshpb.State_STATE_FAILED ||
-			!c.HadOld || c.Old.Deleted || c.New.Key == s.self || !slices.Contains(quiet, c.New.Key) {
+func (s *state) relayFailures(failed []string, from string, quiet []string) {
+	for _, addr := range failed {
+		e, ok := s.members.Lookup(addr)
+		if addr == s.self || !ok || !slices.Contains(quiet, addr) {
 			continue
 		}
 		n := s.cfg.Fanout + 2
 		to := slices.DeleteFunc(s.randomOthers(n+1), func(a string) bool { return a == from })
-		s.push(c.New, to[:min(len(to), n)])
+		s.push(e, to[:min(len(to), n)])
 	}
 }
 
@@ -1237,9 +1237,10 @@ func (s *state) checkFloor(floor uint64, now time.Time) {
 	}
 }
 
-// applyEntries validates and merges received entries and returns what
-// changed. Nothing changes when any entry is invalid.
-func (s *state) applyEntries(in []*meshpb.Entry, cov crdt.VersionVector, now time.Time) ([]crdt.Change[string, member], error) {
+// applyEntries validates and merges received entries and returns the
+// members it declared failed that were live here (the changes themselves
+// go back to a pool). Nothing changes when any entry is invalid.
+func (s *state) applyEntries(in []*meshpb.Entry, cov crdt.VersionVector, now time.Time) (failed []string, err error) {
 	if len(in) > s.cfg.MaxDeltaEntries && !sameTime(in) {
 		return nil, fmt.Errorf("%w: delta of %d entries, above MaxDeltaEntries (%d)", errLimit, len(in), s.cfg.MaxDeltaEntries)
 	}
@@ -1272,6 +1273,11 @@ func (s *state) applyEntries(in []*meshpb.Entry, cov crdt.VersionVector, now tim
 	for _, e := range entries {
 		s.clock.Observe(e.Stamp.Time)
 	}
+	for _, c := range changes {
+		if c.New.Deleted && c.New.Value.state == meshpb.State_STATE_FAILED && c.HadOld && !c.Old.Deleted {
+			failed = append(failed, c.New.Key)
+		}
+	}
 	s.changed(changes, now)
 	if e, ok := s.members.Lookup(s.self); ok && e.Stamp != s.selfStamp && !s.leaving {
 		// Our entry was overridden: declared failed by someone, or an entry
@@ -1283,7 +1289,7 @@ func (s *state) applyEntries(in []*meshpb.Entry, cov crdt.VersionVector, now tim
 		// linger while the refutation spreads by anti-entropy.
 		s.push(s.assertSelf(now), s.others())
 	}
-	return changes, nil
+	return failed, nil
 }
 
 // applyScratch holds the decoded entries and the changes of one
