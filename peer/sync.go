@@ -201,11 +201,6 @@ type state struct {
 	// rate-limits renewals (see round).
 	failedAt []time.Time
 	renewAt  time.Time
-	// closing and closingAddr list the members declared failed whose
-	// connections are to be closed at closing[i].next unless they are
-	// live again (see changed).
-	closing     []retry
-	closingAddr []string
 
 	// Side effects for the caller to carry out after releasing its lock.
 	forget []string
@@ -312,12 +307,6 @@ func (s *state) round(now time.Time) []*exchange {
 	s.lastRound = now
 	s.stats.Rounds++
 	s.purge(now)
-	for len(s.closing) > 0 && !now.Before(s.closing[0].next) { // in declaration order
-		if a := s.closingAddr[0]; !s.liveMember(a) {
-			s.forget = append(s.forget, a)
-		}
-		s.closing, s.closingAddr = s.closing[1:], s.closingAddr[1:]
-	}
 	// Failures within the last Expiry; two or more look like a partition.
 	s.failedAt = slices.DeleteFunc(s.failedAt, func(t time.Time) bool { return now.Sub(t) > s.expiry() })
 	if len(s.failedAt) >= 2 && !s.leaving && !now.Before(s.renewAt) {
@@ -1504,31 +1493,22 @@ func (s *state) changed(changes []crdt.Change[string, member], now time.Time) {
 			if addr == s.self {
 				break
 			}
+			s.forget = append(s.forget, addr)
 			kind := EventFailed
 			if c.New.Value.state == meshpb.State_STATE_LEFT {
 				kind = EventLeave
-				delete(s.dead, addr)
-				s.forget = append(s.forget, addr)
 			} else {
-				// Its connection is closed an Expiry from now if it is
-				// still failed then (round): a member declared failed
-				// falsely, as under CPU starvation, refutes and rejoins
-				// over the connection it had. Closing at once made every
-				// false declaration cost a TCP and HTTP/2 handshake on
-				// each side, which was a fifth of the CPU of 64 peers in
-				// one process collapsing beside two busy cores, and kept
-				// them collapsed.
-				s.closing = append(s.closing, retry{next: now.Add(s.expiry())})
-				s.closingAddr = append(s.closingAddr, addr)
 				s.rememberDead(addr, now)
 				s.failedAt = append(s.failedAt, now)
+			}
+			if c.New.Value.state == meshpb.State_STATE_LEFT {
+				delete(s.dead, addr)
 			}
 			s.emit(kind, addr, c.Old.Value.meta, now)
 		default: // a tombstone replaced by a newer tombstone
 			s.removedAt[addr] = now
-			if _, probed := s.dead[addr]; probed && c.New.Value.state == meshpb.State_STATE_LEFT {
+			if c.New.Value.state == meshpb.State_STATE_LEFT {
 				delete(s.dead, addr)
-				s.forget = append(s.forget, addr)
 			}
 		}
 	}
@@ -1674,9 +1654,7 @@ func ownerOf(writer string) string {
 func (s *state) rememberDead(addr string, now time.Time) {
 	if len(s.dead) >= maxDeadProbes {
 		known := slices.Sorted(maps.Keys(s.dead))
-		gone := known[s.rng.IntN(len(known))]
-		delete(s.dead, gone)
-		s.forget = append(s.forget, gone) // no probe will close it now
+		delete(s.dead, known[s.rng.IntN(len(known))])
 	}
 	s.dead[addr] = &retry{next: now.Add(s.cfg.PingPeriod), backoff: s.cfg.PingPeriod}
 }

@@ -911,36 +911,3 @@ func TestFailureRelayedOnce(t *testing.T) {
 		t.Fatalf("a pushed meta update was relayed %d times, want 0", len(c.pushes))
 	}
 }
-
-// A member declared failed keeps its connection for an Expiry, so that a
-// false declaration is refuted over it instead of a new handshake; then
-// it is closed unless the member is live again. A member that left is
-// closed at once.
-func TestFailedMemberConnectionClosedAfterExpiry(t *testing.T) {
-	net, names, now := cluster(t, 4)
-	a := net[names[0]]
-	failed, back, left := names[1], names[2], names[3]
-	for _, m := range []string{failed, back} {
-		a.declare(m, meshpb.State_STATE_FAILED, now)
-	}
-	a.declare(left, meshpb.State_STATE_LEFT, now) // as its own LEFT entry would
-	if !slices.Equal(a.forget, []string{left}) {
-		t.Fatalf("connections to close at once: %v, want only the member that left, %s", a.forget, left)
-	}
-	a.forget = nil
-	// back refutes: its newer entry arrives.
-	b := net[back]
-	b.assertSelf(now.Add(p))
-	e, _ := b.members.Lookup(back)
-	if _, err := a.applyEntries(encodeEntries([]entry{e}), nil, now.Add(p)); err != nil {
-		t.Fatal(err)
-	}
-	a.round(now.Add(a.expiry() - p))
-	if len(a.forget) != 0 {
-		t.Fatalf("closed %v before an Expiry had passed", a.forget)
-	}
-	a.round(now.Add(a.expiry()))
-	if !slices.Equal(a.forget, []string{failed}) {
-		t.Fatalf("closed %v an Expiry after the declarations, want only the member still failed, %s", a.forget, failed)
-	}
-}
