@@ -1167,7 +1167,7 @@ func (s *state) others() []string {
 func (s *state) relayFailures(failed []string, from string, quiet []string) {
 	for _, addr := range failed {
 		e, ok := s.members.Lookup(addr)
-		if addr == s.self || !ok || !slices.Contains(quiet, addr) {
+		if !ok || !slices.Contains(quiet, addr) {
 			continue
 		}
 		n := s.cfg.Fanout + 2
@@ -1238,8 +1238,8 @@ func (s *state) checkFloor(floor uint64, now time.Time) {
 }
 
 // applyEntries validates and merges received entries and returns the
-// members it declared failed that were live here (the changes themselves
-// go back to a pool). Nothing changes when any entry is invalid.
+// members it declared failed that were live here (see changed; the
+// changes themselves go back to a pool). Nothing changes when any entry is invalid.
 func (s *state) applyEntries(in []*meshpb.Entry, cov crdt.VersionVector, now time.Time) (failed []string, err error) {
 	if len(in) > s.cfg.MaxDeltaEntries && !sameTime(in) {
 		return nil, fmt.Errorf("%w: delta of %d entries, above MaxDeltaEntries (%d)", errLimit, len(in), s.cfg.MaxDeltaEntries)
@@ -1273,12 +1273,7 @@ func (s *state) applyEntries(in []*meshpb.Entry, cov crdt.VersionVector, now tim
 	for _, e := range entries {
 		s.clock.Observe(e.Stamp.Time)
 	}
-	for _, c := range changes {
-		if c.New.Deleted && c.New.Value.state == meshpb.State_STATE_FAILED && c.HadOld && !c.Old.Deleted {
-			failed = append(failed, c.New.Key)
-		}
-	}
-	s.changed(changes, now)
+	failed = s.changed(changes, now)
 	if e, ok := s.members.Lookup(s.self); ok && e.Stamp != s.selfStamp && !s.leaving {
 		// Our entry was overridden: declared failed by someone, or an entry
 		// of a previous life of this address (alive with an old meta, or
@@ -1451,10 +1446,12 @@ func metaSize(m *meshpb.PeerMeta) int {
 	return n
 }
 
-// changed updates everything derived from the membership map.
-func (s *state) changed(changes []crdt.Change[string, member], now time.Time) {
+// changed updates everything derived from the membership map, and
+// returns the live members other than self that the changes declared
+// failed.
+func (s *state) changed(changes []crdt.Change[string, member], now time.Time) (failed []string) {
 	if len(changes) == 0 {
-		return
+		return nil
 	}
 	viewChanged := false
 	s.heldSame = false // the digest changes
@@ -1500,6 +1497,7 @@ func (s *state) changed(changes []crdt.Change[string, member], now time.Time) {
 			} else {
 				s.rememberDead(addr, now)
 				s.failedAt = append(s.failedAt, now)
+				failed = append(failed, addr)
 			}
 			if c.New.Value.state == meshpb.State_STATE_LEFT {
 				delete(s.dead, addr)
@@ -1515,6 +1513,7 @@ func (s *state) changed(changes []crdt.Change[string, member], now time.Time) {
 	if viewChanged {
 		s.rebuildView()
 	}
+	return failed
 }
 
 func (s *state) rebuildView() {
