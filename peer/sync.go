@@ -201,6 +201,9 @@ type state struct {
 	// rate-limits renewals (see round).
 	failedAt []time.Time
 	renewAt  time.Time
+	// broadcastAt is when this peer may next tell a meta update to every
+	// member at once (see setMeta).
+	broadcastAt time.Time
 
 	// Side effects for the caller to carry out after releasing its lock.
 	forget []string
@@ -261,11 +264,28 @@ func (s *state) setMeta(meta *meshpb.PeerMeta, now time.Time) error {
 	}
 	s.meta = proto.Clone(meta).(*meshpb.PeerMeta)
 	if !s.leaving {
-		// Told at once to a few members, so the update starts its
-		// epidemic from Fanout+3 peers instead of one.
-		s.push(s.assertSelf(now), s.randomOthers(s.cfg.Fanout+2))
+		s.push(s.assertSelf(now), s.updateTargets(now))
 	}
 	return nil
+}
+
+// updateTargets returns the members a meta update of ours is pushed to.
+// Every other member, so that everyone holds it one hop later, unless
+// this peer did so within the last (N-1)/(Fanout+2) periods: telling
+// everyone costs N-1 pushes, and that budget keeps a peer's update pushes
+// to Fanout+2 a period on average however often its meta changes. Within
+// the budget the update goes to Fanout+2 members and spreads from those
+// by anti-entropy. Receivers do not relay updates: epidemic relaying
+// costs (Fanout+2)·N pushes for the coverage N-1 direct ones give, and
+// misses some members all the same.
+func (s *state) updateTargets(now time.Time) []string {
+	k := s.cfg.Fanout + 2
+	n := len(s.view) - 1 // the others
+	if n <= k || now.Before(s.broadcastAt) {
+		return s.randomOthers(k)
+	}
+	s.broadcastAt = now.Add(s.cfg.PingPeriod * time.Duration(n) / time.Duration(k))
+	return s.others()
 }
 
 // addSeed schedules addr to be contacted until it is a live member.

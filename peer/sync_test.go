@@ -711,25 +711,46 @@ func TestStaleEvidenceDoesNotClearSuspicion(t *testing.T) {
 	}
 }
 
-// A meta update is pushed at once to Fanout+2 members, beside anti-entropy.
+// A meta update is pushed at once to every member, and while that budget
+// is spent, to Fanout+2 members, beside anti-entropy.
 func TestMetaUpdatePushedAtOnce(t *testing.T) {
-	net, names, now := cluster(t, 8)
+	const n = 16
+	net, names, now := cluster(t, n)
 	a := net[names[0]]
-	if err := a.setMeta(&meshpb.PeerMeta{Name: "v2"}, now); err != nil {
-		t.Fatal(err)
-	}
-	if got, want := len(a.pushes), a.cfg.Fanout+2; got != want {
-		t.Fatalf("%d pushes queued, want Fanout+2 = %d", got, want)
-	}
-	flushPushes(t, net, names, now)
-	seen := 0
-	for _, st := range net {
-		if m, _ := st.members.Get(a.self); m.meta.GetName() == "v2" {
-			seen++
+	holding := func(name string) int {
+		seen := 0
+		for _, st := range net {
+			if m, _ := st.members.Get(a.self); m.meta.GetName() == name {
+				seen++
+			}
 		}
+		return seen
 	}
-	if seen != a.cfg.Fanout+3 {
-		t.Fatalf("%d peers hold the new meta before any round, want Fanout+3 = %d", seen, a.cfg.Fanout+3)
+	update := func(name string, at time.Time) int {
+		t.Helper()
+		if err := a.setMeta(&meshpb.PeerMeta{Name: name}, at); err != nil {
+			t.Fatal(err)
+		}
+		pushed := len(a.pushes)
+		flushPushes(t, net, names, at)
+		return pushed
+	}
+	if got := update("v2", now); got != n-1 {
+		t.Fatalf("first update: %d pushes queued, want one to each of the %d others", got, n-1)
+	}
+	if got := holding("v2"); got != n {
+		t.Fatalf("%d peers hold the first update before any round, want all %d", got, n)
+	}
+	k := a.cfg.Fanout + 2
+	if got := update("v3", now.Add(a.cfg.PingPeriod)); got != k {
+		t.Fatalf("second update a period later: %d pushes queued, want Fanout+2 = %d", got, k)
+	}
+	if got := holding("v3"); got != k+1 {
+		t.Fatalf("%d peers hold the second update before any round, want Fanout+3 = %d", got, k+1)
+	}
+	budget := a.cfg.PingPeriod * time.Duration(n-1) / time.Duration(k)
+	if got := update("v4", now.Add(budget)); got != n-1 {
+		t.Fatalf("update (N-1)/(Fanout+2) periods after the first: %d pushes queued, want %d", got, n-1)
 	}
 }
 
