@@ -819,12 +819,10 @@ func (s *state) answer(req *meshpb.SyncRequest, now time.Time) (*meshpb.SyncResp
 		return nil, fmt.Errorf("%w: this peer is in %q, the request came from %q", errClusterMismatch, s.cfg.ClusterName, req.GetCluster())
 	}
 	if req.GetPush() {
-		quiet := s.quietFailures(req.GetDelta(), now) // before the failures take the evidence away
-		failed, err := s.applyEntries(req.GetDelta(), nil, now)
-		if err != nil {
+		// Not relayed: see declare.
+		if err := s.applyEntries(req.GetDelta(), nil, now); err != nil {
 			return nil, err
 		}
-		s.relayFailures(failed, req.GetFrom(), quiet)
 		return &meshpb.SyncResponse{}, nil
 	}
 	if !req.GetFull() {
@@ -838,7 +836,7 @@ func (s *state) answer(req *meshpb.SyncRequest, now time.Time) (*meshpb.SyncResp
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.applyEntries(req.GetDelta(), covers(theirs, req.GetCut()), now); err != nil {
+	if err := s.applyEntries(req.GetDelta(), covers(theirs, req.GetCut()), now); err != nil {
 		return nil, err
 	}
 	s.observeClock(req.GetClock())
@@ -988,7 +986,7 @@ func (s *state) onResponse(ex *exchange, resp *meshpb.SyncResponse, now time.Tim
 		if err != nil {
 			return nil, err
 		}
-		if _, err := s.applyEntries(resp.GetDelta(), covers(theirs, resp.GetCut()), now); err != nil {
+		if err := s.applyEntries(resp.GetDelta(), covers(theirs, resp.GetCut()), now); err != nil {
 			return nil, err
 		}
 		s.learnNamed(resp.GetNamedAges(), now)
@@ -1132,6 +1130,15 @@ func (s *state) declare(addr string, st meshpb.State, now time.Time) {
 			// failed together (64 peers in one process: k = 8 crashes took
 			// 50-80 periods to remove, starved peers declaring live ones),
 			// even when each peer pushed to everyone once an Expiry only.
+			// Receivers do not relay it either, for the same reason: with
+			// each receiver relaying a failure once to Fanout+2 others
+			// (SWIM's rumour mongering), everyone dropped a crashed peer
+			// within the round of the first declaration, 1-2 rounds sooner,
+			// but 8 simultaneous crashes among 64 peers in one process
+			// beside one busy core set off thousands of false removals in
+			// 2 of 5 repetitions (0 in 30 without relaying), even with one
+			// batched relay a period and only by peers that found the
+			// member quiet themselves.
 			s.push(e, s.randomOthers(max(s.cfg.Fanout+2, bits.Len(uint(len(s.view))))))
 		}
 	}
@@ -1165,45 +1172,6 @@ func (s *state) others() []string {
 	for _, a := range s.view {
 		if a != s.self {
 			out = append(out, a)
-		}
-	}
-	return out
-}
-
-// relayFailures passes on each failure that a push told this peer first
-// to Fanout+2 random members other than the sender (SWIM's dissemination
-// by rumour mongering). The declarer itself pushes to ⌈log2 N⌉ members;
-// relayed, the news reaches nearly every peer in a few one-way hops within
-// the round, instead of 2-3 rounds of anti-entropy. A peer relays only the
-// push that changed its state, so a failure costs about (Fanout+2)·N
-// pushes however many members declare it: pushing to every member from
-// every declarer instead swamped a 64-peer process (see declare).
-//
-// Only failures of members quiet by this peer's own evidence too (see
-// quietFailures) are relayed: a crashed member's evidence stops at its
-// crash everywhere, while fresh evidence here says the declaration is
-// probably false, and the member will refute it; relaying it would only
-// spread the flap to everyone.
-func (s *state) relayFailures(failed []string, from string, quiet []string) {
-	for _, addr := range failed {
-		e, ok := s.members.Lookup(addr)
-		if !ok || !slices.Contains(quiet, addr) {
-			continue
-		}
-		n := s.cfg.Fanout + 2
-		to := slices.DeleteFunc(s.randomOthers(n+1), func(a string) bool { return a == from })
-		s.push(e, to[:min(len(to), n)])
-	}
-}
-
-// quietFailures returns the members that entries declare failed and that
-// have been silent here for half an Expiry less a period: about as long
-// as the declarer must have seen them silent.
-func (s *state) quietFailures(in []*meshpb.Entry, now time.Time) []string {
-	var out []string
-	for _, pe := range in {
-		if pe.GetState() == meshpb.State_STATE_FAILED && s.silent(pe.GetAddr(), now) > s.halfExpiry()-s.cfg.PingPeriod {
-			out = append(out, pe.GetAddr())
 		}
 	}
 	return out
@@ -1257,12 +1225,11 @@ func (s *state) checkFloor(floor uint64, now time.Time) {
 	}
 }
 
-// applyEntries validates and merges received entries and returns the
-// members it declared failed that were live here (see changed; the
-// changes themselves go back to a pool). Nothing changes when any entry is invalid.
-func (s *state) applyEntries(in []*meshpb.Entry, cov crdt.VersionVector, now time.Time) (failed []string, err error) {
+// applyEntries validates and merges received entries. Nothing changes
+// when any entry is invalid.
+func (s *state) applyEntries(in []*meshpb.Entry, cov crdt.VersionVector, now time.Time) error {
 	if len(in) > s.cfg.MaxDeltaEntries && !sameTime(in) {
-		return nil, fmt.Errorf("%w: delta of %d entries, above MaxDeltaEntries (%d)", errLimit, len(in), s.cfg.MaxDeltaEntries)
+		return fmt.Errorf("%w: delta of %d entries, above MaxDeltaEntries (%d)", errLimit, len(in), s.cfg.MaxDeltaEntries)
 	}
 	sc := applyScratches.Get().(*applyScratch)
 	defer sc.put()
@@ -1270,30 +1237,30 @@ func (s *state) applyEntries(in []*meshpb.Entry, cov crdt.VersionVector, now tim
 	for _, pe := range in {
 		e, err := s.decodeEntry(pe)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		// Signatures are checked only for entries that would win: the
 		// others change nothing, and checking costs a public-key operation.
 		if cur, ok := s.members.Lookup(e.Key); !ok || cur.Stamp.Less(e.Stamp) {
 			if err := s.verify(e); err != nil {
-				return nil, err
+				return err
 			}
 		}
 		entries = append(entries, e)
 		sc.entries = entries // so that put clears them, whatever returns
 	}
 	if err := s.checkRoom(entries); err != nil {
-		return nil, err
+		return err
 	}
 	changes, err := s.members.AppendDelta(sc.changes[:0], crdt.Delta[string, member]{Entries: entries, Covers: cov})
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", errBadRequest, err)
+		return fmt.Errorf("%w: %w", errBadRequest, err)
 	}
 	sc.changes = changes
 	for _, e := range entries {
 		s.clock.Observe(e.Stamp.Time)
 	}
-	failed = s.changed(changes, now)
+	s.changed(changes, now)
 	if e, ok := s.members.Lookup(s.self); ok && e.Stamp != s.selfStamp && !s.leaving {
 		// Our entry was overridden: declared failed by someone, or an entry
 		// of a previous life of this address (alive with an old meta, or
@@ -1304,7 +1271,7 @@ func (s *state) applyEntries(in []*meshpb.Entry, cov crdt.VersionVector, now tim
 		// linger while the refutation spreads by anti-entropy.
 		s.push(s.assertSelf(now), s.others())
 	}
-	return failed, nil
+	return nil
 }
 
 // applyScratch holds the decoded entries and the changes of one
@@ -1466,12 +1433,10 @@ func metaSize(m *meshpb.PeerMeta) int {
 	return n
 }
 
-// changed updates everything derived from the membership map, and
-// returns the live members other than self that the changes declared
-// failed.
-func (s *state) changed(changes []crdt.Change[string, member], now time.Time) (failed []string) {
+// changed updates everything derived from the membership map.
+func (s *state) changed(changes []crdt.Change[string, member], now time.Time) {
 	if len(changes) == 0 {
-		return nil
+		return
 	}
 	viewChanged := false
 	s.heldSame = false // the digest changes
@@ -1517,7 +1482,6 @@ func (s *state) changed(changes []crdt.Change[string, member], now time.Time) (f
 			} else {
 				s.rememberDead(addr, now)
 				s.failedAt = append(s.failedAt, now)
-				failed = append(failed, addr)
 			}
 			if c.New.Value.state == meshpb.State_STATE_LEFT {
 				delete(s.dead, addr)
@@ -1533,7 +1497,6 @@ func (s *state) changed(changes []crdt.Change[string, member], now time.Time) (f
 	if viewChanged {
 		s.rebuildView()
 	}
-	return failed
 }
 
 func (s *state) rebuildView() {

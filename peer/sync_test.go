@@ -602,9 +602,8 @@ func calm(t *testing.T, net map[string]*state, now time.Time) time.Time {
 
 // On a clean network a crashed member is declared failed once failed
 // exchanges meet half an Expiry of silence, and the declaration is pushed
-// to a few members at once, who relay it: all drop it within a round of
-// the first declaration (in the same round here, where messages take no
-// time), confirmAge and two rounds after the crash.
+// to a few members at once: all drop it within three rounds of the first
+// declaration (an epidemic from Fanout+3 peers).
 func TestCrashDetectedFastOnCleanNetwork(t *testing.T) {
 	net, names, now := cluster(t, 64)
 	now = calm(t, net, now)
@@ -634,16 +633,16 @@ func TestCrashDetectedFastOnCleanNetwork(t *testing.T) {
 			}
 		}
 		if dropped != len(net) {
-			if now.Sub(first) > p {
-				t.Fatalf("%d of %d peers dropped the crashed peer a round after the first declaration", dropped, len(net))
+			if now.Sub(first) > 3*p {
+				t.Fatalf("%d of %d peers dropped the crashed peer three rounds after the first declaration", dropped, len(net))
 			}
 			continue
 		}
 		st := net[names[0]]
-		limit := st.confirmAge(now) + 2*p
+		limit := st.confirmAge(now) + 4*p
 		t.Logf("removed by all after %v, %v after the first declaration (Expiry %v, confirmAge %v)", now.Sub(crash), now.Sub(first), st.expiry(), st.confirmAge(now))
 		if d := now.Sub(crash); d > limit {
-			t.Fatalf("removal took %v, want at most confirmAge + 2 periods = %v", d, limit)
+			t.Fatalf("removal took %v, want at most confirmAge + 4 periods = %v", d, limit)
 		}
 		var suspicions uint64
 		for _, st := range net {
@@ -765,12 +764,12 @@ func TestFailureDoesNotKillNewerEntry(t *testing.T) {
 	}
 	b.pushes = nil
 	newer, _ := b.members.Lookup(b.self)
-	if _, err := a.applyEntries(encodeEntries([]entry{newer}), nil, now); err != nil {
+	if err := a.applyEntries(encodeEntries([]entry{newer}), nil, now); err != nil {
 		t.Fatal(err)
 	}
 	c.declare(b.self, meshpb.State_STATE_FAILED, now) // c never saw v2
 	tomb, _ := c.members.Lookup(b.self)
-	if _, err := a.applyEntries(encodeEntries([]entry{tomb}), nil, now); err != nil {
+	if err := a.applyEntries(encodeEntries([]entry{tomb}), nil, now); err != nil {
 		t.Fatal(err)
 	}
 	if m, ok := a.members.Get(b.self); !ok || m.meta.GetName() != "v2" {
@@ -881,54 +880,21 @@ func TestDefaultExpiryCoversRPCTimeout(t *testing.T) {
 	}
 }
 
-// A peer that a push tells of a failure first relays it, once, to
-// Fanout+2 members other than the sender, if its own evidence agrees that
-// the member has been quiet; a repeat of the same push, a failure of a
-// member heard from lately, and a pushed meta update are not relayed.
-func TestFailureRelayedOnce(t *testing.T) {
+// A pushed failure changes its receiver and sends nothing further: the
+// declarer's pushes and anti-entropy spread it (see declare for why
+// receivers do not relay it).
+func TestPushedFailureNotRelayed(t *testing.T) {
 	net, names, now := cluster(t, 8)
-	from, b, c, victim := names[0], net[names[1]], net[names[2]], names[7]
-	alive, _ := b.members.Lookup(victim)
+	from, c, victim := names[0], net[names[2]], names[7]
+	alive, _ := c.members.Lookup(victim)
 	tomb := entry{Key: victim, Stamp: failedStamp(alive.Stamp), Deleted: true,
 		Value: member{meta: alive.Value.meta, state: meshpb.State_STATE_FAILED}}
-	req := &meshpb.SyncRequest{Cluster: b.cfg.ClusterName, From: from, Push: true, Delta: encodeEntries([]entry{tomb})}
-
-	setSeen(b, victim, now.Add(-p)) // b heard from the victim a round ago
-	if _, err := b.answer(req, now); err != nil {
-		t.Fatal(err)
-	}
-	if b.liveMember(victim) || len(b.pushes) != 0 {
-		t.Fatalf("with fresh evidence: live member %v, %d relays; want it dropped and not relayed", b.liveMember(victim), len(b.pushes))
-	}
-
-	setSeen(c, victim, now.Add(-c.halfExpiry())) // c agrees: quiet for half an Expiry
+	req := &meshpb.SyncRequest{Cluster: c.cfg.ClusterName, From: from, Push: true, Delta: encodeEntries([]entry{tomb})}
+	setSeen(c, victim, now.Add(-c.expiry())) // quiet here too
 	if _, err := c.answer(req, now); err != nil {
 		t.Fatal(err)
 	}
-	var to []string
-	for _, ex := range c.pushes {
-		to = append(to, ex.addr)
-	}
-	slices.Sort(to)
-	if len(to) != c.cfg.Fanout+2 || slices.Contains(to, from) || slices.Contains(to, victim) || slices.Contains(to, c.self) ||
-		len(slices.Compact(slices.Clone(to))) != len(to) {
-		t.Fatalf("relayed to %v, want Fanout+2 = %d distinct live members other than the sender %s, the victim and self", to, c.cfg.Fanout+2, from)
-	}
-	c.pushes = nil
-	if _, err := c.answer(req, now); err != nil {
-		t.Fatal(err)
-	}
-	if len(c.pushes) != 0 {
-		t.Fatalf("the same failure pushed again was relayed %d times, want 0", len(c.pushes))
-	}
-	a := net[from]
-	if err := a.setMeta(&meshpb.PeerMeta{Name: "v2"}, now); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.answer(a.pushes[0].req, now); err != nil {
-		t.Fatal(err)
-	}
-	if len(c.pushes) != 0 {
-		t.Fatalf("a pushed meta update was relayed %d times, want 0", len(c.pushes))
+	if c.liveMember(victim) || len(c.pushes) != 0 {
+		t.Fatalf("live member %v, %d pushes queued; want it dropped and nothing pushed", c.liveMember(victim), len(c.pushes))
 	}
 }
