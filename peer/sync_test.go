@@ -898,3 +898,42 @@ func TestPushedFailureNotRelayed(t *testing.T) {
 		t.Fatalf("live member %v, %d pushes queued; want it dropped and nothing pushed", c.liveMember(victim), len(c.pushes))
 	}
 }
+
+// A member this peer just learnt of is not expired for an Expiry from
+// then (its grace), but the grace is this peer's alone: it is never
+// passed on as an age, or every peer that learnt of a joiner late would
+// refresh the joiner's evidence everywhere.
+func TestGraceNotPassedOn(t *testing.T) {
+	net, names, now := cluster(t, 3)
+	a := net[names[0]]
+	x := newTestState("10.0.0.99:7946")
+	xe, _ := x.members.Lookup(x.self)
+	learnt := now
+	if err := a.applyEntries(encodeEntries([]entry{xe}), nil, learnt); err != nil {
+		t.Fatal(err)
+	}
+	i, ok := a.pos(x.self)
+	if !ok {
+		t.Fatal("x is not in a's view after its entry arrived")
+	}
+	if age := a.denseAges(now)[i]; age != noAge {
+		t.Fatalf("a passes on age %d for a member it never heard from, want noAge", age)
+	}
+	for _, m := range a.namedAges(now) {
+		if m.GetAddr() == x.self {
+			t.Fatalf("a passes on a named age of %d for a member it never heard from", m.GetPeriods())
+		}
+	}
+	if got := a.lastSeen(x.self); !got.Equal(learnt) {
+		t.Fatalf("a's own evidence of x is %v, want its grace from %v", got, learnt)
+	}
+	for now.Sub(learnt) <= a.expiry() {
+		if slices.Contains(a.expiredPositions(now), i) {
+			t.Fatalf("x expired at a %v after a learnt of it, within its grace of an Expiry (%v)", now.Sub(learnt), a.expiry())
+		}
+		now = now.Add(p)
+	}
+	if !slices.Contains(a.expiredPositions(now), i) {
+		t.Fatalf("x, never heard from, not expired %v after a learnt of it (Expiry %v)", now.Sub(learnt), a.expiry())
+	}
+}
