@@ -172,15 +172,6 @@ type state struct {
 	// sorts them anyway.
 	graced []graceItem
 	gone   []string
-	// graceAt holds, for members that became live within the last
-	// Expiry, when we learnt of them: local evidence that keeps a new
-	// member from expiring before it had a chance to be heard of. It is
-	// never passed on as an age. When it was, every peer that learnt of
-	// a joiner late refreshed the joiner's evidence everywhere, so a
-	// peer that crashed soon after joining stayed listed while the news
-	// of its join spread (simulator, churn at N = 100: removal by all
-	// took up to 17.8 rounds against a bound of 16).
-	graceAt map[string]time.Duration
 	origin time.Time // time zero of seen
 	// offNow and off cache origin's offset of the last time converted.
 	offNow time.Time
@@ -241,7 +232,6 @@ func newState(cfg PeerConfig, now time.Time) *state {
 		dead:       map[string]*retry{},
 		removedAt:  map[string]time.Time{},
 		inflight:   map[string]bool{},
-		graceAt:    map[string]time.Duration{},
 		started:    now,
 	}
 	s.assertSelf(now)
@@ -337,10 +327,6 @@ func (s *state) round(now time.Time) []*exchange {
 	s.lastRound = now
 	s.stats.Rounds++
 	s.purge(now)
-	if len(s.graceAt) > 0 {
-		old := s.offset(now) - s.expiry() // graces older than this protect nobody
-		maps.DeleteFunc(s.graceAt, func(_ string, at time.Duration) bool { return at < old })
-	}
 	// Failures within the last Expiry; two or more look like a partition.
 	s.failedAt = slices.DeleteFunc(s.failedAt, func(t time.Time) bool { return now.Sub(t) > s.expiry() })
 	if len(s.failedAt) >= 2 && !s.leaving && !now.Before(s.renewAt) {
@@ -500,8 +486,12 @@ func (s *state) denseAges(now time.Time) []byte {
 	unit := s.cfg.PingPeriod / ageScale
 	// ageAt without its call and its test of self per member: this runs
 	// for every member at every peer every round.
+	heldOK := s.heldOK[:len(ages)]
 	for i := range s.ev[:len(ages)] {
 		ages[i] = ageOf(s.ev[i].seen, off, unit, s.perUnit)
+		if !heldOK[i] {
+			ages[i] = noAge // a grace, not evidence: see rebuildView
+		}
 	}
 	if s.selfPos >= 0 {
 		ages[s.selfPos] = 0
@@ -546,6 +536,9 @@ func (s *state) ageOf(addr string, now time.Time) byte {
 func (s *state) ageAt(i int, now time.Duration) byte {
 	if i == s.selfPos {
 		return 0
+	}
+	if !s.heldOK[i] {
+		return noAge // a grace, not evidence: see rebuildView
 	}
 	return ageOf(s.ev[i].seen, now, s.cfg.PingPeriod/ageScale, s.perUnit)
 }
@@ -637,26 +630,10 @@ func (s *state) halfExpiry() time.Duration {
 
 // lastSeen returns when addr was last known to run (zero if never).
 func (s *state) lastSeen(addr string) time.Time {
-	i, ok := s.pos(addr)
-	if !ok {
-		return time.Time{}
-	}
-	if t := s.localSeen(i); t != noEvidence {
-		return s.origin.Add(t)
+	if i, ok := s.pos(addr); ok && s.ev[i].seen != noEvidence {
+		return s.origin.Add(s.ev[i].seen)
 	}
 	return time.Time{}
-}
-
-// localSeen is view position i's evidence with its grace: what this peer
-// judges the member by, while only ev[i].seen is passed on.
-func (s *state) localSeen(i int) time.Duration {
-	t := s.ev[i].seen
-	if len(s.graceAt) > 0 {
-		if g, ok := s.graceAt[s.view[i]]; ok && g > t {
-			t = g
-		}
-	}
-	return t
 }
 
 // grace gives a member that just became live evidence as of now: it is
@@ -703,7 +680,7 @@ func (s *state) expiredPositions(now time.Time) []int {
 // expiredAt is expired for view position i.
 func (s *state) expiredAt(i int, now time.Time) bool {
 	off, exp := s.offset(now), s.expiry()
-	last := s.localSeen(i)
+	last := s.ev[i].seen
 	if last != noEvidence && off-last <= exp {
 		return false // fresh evidence; a stall only ever moves last later
 	}
@@ -956,7 +933,12 @@ func (s *state) answerAges(req *meshpb.SyncRequest, now time.Time) *meshpb.SyncR
 		s.learnAt(int(i), theirs[i], d, now)
 	}
 	fa, oi, od := sc.ages[:0], sc.otherIndex[:0], sc.otherDigest[:0]
+	kept := fresher[:0]
 	for _, i := range fresher {
+		if int(i) != selfPos && !s.heldOK[i] {
+			continue // a grace, not evidence: see rebuildView
+		}
+		kept = append(kept, i)
 		mine := byte(0)
 		if int(i) != selfPos {
 			mine = ageOf(ev[i].seen, off, unit, s.perUnit)
@@ -967,7 +949,7 @@ func (s *state) answerAges(req *meshpb.SyncRequest, now time.Time) *meshpb.SyncR
 			od = append(od, h)
 		}
 	}
-	resp.FresherIndex, resp.FresherAges = copyInto(&indexBufs, fresher), copyInto(&fresherBufs, fa)
+	resp.FresherIndex, resp.FresherAges = copyInto(&indexBufs, kept), copyInto(&fresherBufs, fa)
 	resp.OtherIndex, resp.OtherDigest = exactCopy(oi), exactCopy(od)
 	sc.ages, sc.otherIndex, sc.otherDigest = fa, oi, od
 	return resp
@@ -1500,7 +1482,6 @@ func (s *state) changed(changes []crdt.Change[string, member], now time.Time) {
 			viewChanged = true
 			s.removedAt[addr] = now
 			s.gone = append(s.gone, addr) // its evidence goes with its view position
-			delete(s.graceAt, addr)
 			delete(s.suspects, addr)
 			delete(s.probeFails, addr)
 			if addr == s.self {
@@ -1549,8 +1530,17 @@ func (s *state) rebuildView() {
 		for g < len(s.graced) && s.graced[g].addr < a {
 			g++
 		}
-		if g < len(s.graced) && s.graced[g].addr == a && a != s.self {
-			s.graceAt[a] = s.graced[g].at
+		if g < len(s.graced) && s.graced[g].addr == a {
+			// Evidence as of when we learnt of it, so that a new member
+			// does not expire before it had a chance to be heard of; but
+			// only ours: heldOK false keeps it out of the ages we send
+			// until real evidence arrives. Passed on, it made every peer
+			// that learnt of a joiner late refresh the joiner's evidence
+			// everywhere, and a peer that crashed soon after joining
+			// stayed listed while the news of its join spread
+			// (simulator, churn at N = 100: removal by all took up to
+			// 17.8 rounds against a bound of 16).
+			ev[i].seen, heldOK[i] = s.graced[g].at, false
 		}
 		if a == s.self {
 			s.selfPos = i

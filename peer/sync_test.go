@@ -937,3 +937,42 @@ func TestGraceNotPassedOn(t *testing.T) {
 		t.Fatalf("x, never heard from, not expired %v after a learnt of it (Expiry %v)", now.Sub(learnt), a.expiry())
 	}
 }
+
+// An answer to a peer with the same state lists no grace among the ages
+// it has fresher, and its index and age lists stay aligned.
+func TestAnswerAgesSkipGrace(t *testing.T) {
+	net, names, now := cluster(t, 3)
+	a, b := net[names[0]], net[names[1]]
+	x := newTestState("10.0.0.99:7946")
+	xe, _ := x.members.Lookup(x.self)
+	for _, st := range []*state{a, b} {
+		if err := st.applyEntries(encodeEntries([]entry{xe}), nil, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now = now.Add(p)
+	req := b.digestRequest(now)
+	for i := range req.Ages { // b asks as if it knew nothing: everything of a's is fresher
+		req.Ages[i] = noAge - 1
+	}
+	resp, err := a.answer(req, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.GetVersion()) != 0 {
+		t.Fatal("states differ; the test needs equal ones")
+	}
+	idx, ages := resp.GetFresherIndex(), resp.GetFresherAges()
+	if len(idx) != len(ages) {
+		t.Fatalf("%d fresher indexes, %d ages", len(idx), len(ages))
+	}
+	xi, _ := a.pos(x.self)
+	for j, i := range idx {
+		if int(i) == xi {
+			t.Fatalf("a lists a fresher age %d for x, which it never heard from", ages[j])
+		}
+	}
+	if len(idx) != len(a.view)-1 {
+		t.Fatalf("a lists %d fresher ages, want every member but x (%d)", len(idx), len(a.view)-1)
+	}
+}
