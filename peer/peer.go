@@ -95,7 +95,9 @@ func sanitize(c PeerConfig) PeerConfig {
 // Addr returns the peer's address, which is its id.
 func (p *Peer) Addr() string { return p.cfg.SelfEndpoint }
 
-// Config returns the configuration in effect, defaults filled in.
+// Config returns the configuration in effect, defaults filled in. An
+// Expiry left zero reads as its floor, 5 periods (at least 2 × RPCTimeout);
+// the value in use grows with the view, as DefaultExpiry gives it.
 func (p *Peer) Config() PeerConfig { return p.cfg }
 
 // Run gossips every PingPeriod until Stop and then returns. It returns at
