@@ -96,8 +96,9 @@ func sanitize(c PeerConfig) PeerConfig {
 func (p *Peer) Addr() string { return p.cfg.SelfEndpoint }
 
 // Config returns the configuration in effect, defaults filled in. An
-// Expiry left zero reads as its floor, 5 periods (at least 2 × RPCTimeout);
-// the value in use grows with the view, as DefaultExpiry gives it.
+// Expiry left zero reads as 5 periods; the value in use is
+// PeerConfig.DefaultExpiry for the current view, which is more in larger
+// views or with a longer RPCTimeout.
 func (p *Peer) Config() PeerConfig { return p.cfg }
 
 // Run gossips every PingPeriod until Stop and then returns. It returns at
