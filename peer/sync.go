@@ -148,12 +148,14 @@ type state struct {
 	// remaps them when the view changes): ev[i].seen is the latest time,
 	// as an offset from origin, at which view[i] is known to have run
 	// (noEvidence if none), ev[i].held the digest of the state it held
-	// then (heldOK[i] false if none). Slices rather than maps keyed by
-	// address: every round walks all of them, and a simulator holds
-	// thousands of states, so lookups and bytes per member count. seen
-	// and held share a slot because news updates both: apart, held[i]
-	// was a cache miss of its own for every piece of news at thousands
-	// of members, which cost more than the longer scans of seen.
+	// then (heldOK[i] false if none: a seen without it is a grace, ours
+	// alone, never sent as an age; see rebuildView). Slices rather than
+	// maps keyed by address: every round walks all of them, and a
+	// simulator holds thousands of states, so lookups and bytes per
+	// member count. seen and held share a slot because news updates
+	// both: apart, held[i] was a cache miss of its own for every piece
+	// of news at thousands of members, which cost more than the longer
+	// scans of seen.
 	ev     []evidence
 	heldOK []bool
 	// seenFloor is at most every member's seen (self excepted), or
@@ -887,7 +889,7 @@ func (s *state) answerAges(req *meshpb.SyncRequest, now time.Time) *meshpb.SyncR
 	unit := s.cfg.PingPeriod / ageScale
 	theirs = theirs[:len(s.view)]
 	ev := s.ev[:len(theirs)]
-	selfPos := s.selfPos
+	selfPos, heldOK := s.selfPos, s.heldOK[:len(theirs)]
 	if cap(sc.news) < len(theirs) {
 		sc.news, sc.index = make([]uint32, len(theirs)), make([]uint32, len(theirs))
 	}
@@ -900,7 +902,7 @@ func (s *state) answerAges(req *meshpb.SyncRequest, now time.Time) *meshpb.SyncR
 	//
 	// Fresher by fresherMargin: ⌈(off−seen)/unit⌉ ≤ age−margin ⇔
 	// off−seen ≤ (age−margin)·unit; self is always 0; no evidence never
-	// is. The terms of a member that fails one test may overflow: the
+	// is, and neither is a grace (heldOK false: see rebuildView). The terms of a member that fails one test may overflow: the
 	// others mask them. Testing freshness before learning gives what
 	// testing after it would: news means off−seen > age·unit, which rules
 	// fresher out (unit > 0, as PingPeriod ≥ 1ms), and learning a
@@ -912,7 +914,7 @@ func (s *state) answerAges(req *meshpb.SyncRequest, now time.Time) *meshpb.SyncR
 		t := ev[i].seen
 		news[nn], fresher[nf] = uint32(i), uint32(i)
 		nn += bit(age != noAge) & bit(off-time.Duration(age)*unit > t)
-		nf += bit(age >= fresherMargin) & (bit(i == selfPos) | bit(t != noEvidence)&bit(off-t <= time.Duration(age)*unit-margin))
+		nf += bit(age >= fresherMargin) & (bit(i == selfPos) | bit(heldOK[i])&bit(t != noEvidence)&bit(off-t <= time.Duration(age)*unit-margin))
 	}
 	fresher = fresher[:nf]
 	for _, i := range news[:nn] {
@@ -933,12 +935,7 @@ func (s *state) answerAges(req *meshpb.SyncRequest, now time.Time) *meshpb.SyncR
 		s.learnAt(int(i), theirs[i], d, now)
 	}
 	fa, oi, od := sc.ages[:0], sc.otherIndex[:0], sc.otherDigest[:0]
-	kept := fresher[:0]
 	for _, i := range fresher {
-		if int(i) != selfPos && !s.heldOK[i] {
-			continue // a grace, not evidence: see rebuildView
-		}
-		kept = append(kept, i)
 		mine := byte(0)
 		if int(i) != selfPos {
 			mine = ageOf(ev[i].seen, off, unit, s.perUnit)
@@ -949,7 +946,7 @@ func (s *state) answerAges(req *meshpb.SyncRequest, now time.Time) *meshpb.SyncR
 			od = append(od, h)
 		}
 	}
-	resp.FresherIndex, resp.FresherAges = copyInto(&indexBufs, kept), copyInto(&fresherBufs, fa)
+	resp.FresherIndex, resp.FresherAges = copyInto(&indexBufs, fresher), copyInto(&fresherBufs, fa)
 	resp.OtherIndex, resp.OtherDigest = exactCopy(oi), exactCopy(od)
 	sc.ages, sc.otherIndex, sc.otherDigest = fa, oi, od
 	return resp

@@ -97,21 +97,14 @@ func msgSize(m proto.Message) int {
 
 func tagged(num protowire.Number, n int) int { return protowire.SizeTag(num) + n }
 
-func strSize(num protowire.Number, s string) int {
-	if s == "" {
+// lenSize is the size of a string or bytes field, taken without
+// converting bytes to a string: that copy of every age vector was a
+// quarter of a 5,000-peer round's garbage.
+func lenSize[T string | []byte](num protowire.Number, s T) int {
+	if len(s) == 0 {
 		return 0
 	}
 	return tagged(num, protowire.SizeBytes(len(s)))
-}
-
-// bytesSize is strSize for a bytes field, without converting it to a
-// string: that copy of every age vector was a quarter of a 5,000-peer
-// round's garbage.
-func bytesSize(num protowire.Number, b []byte) int {
-	if len(b) == 0 {
-		return 0
-	}
-	return tagged(num, protowire.SizeBytes(len(b)))
 }
 
 func varSize(num protowire.Number, v uint64) int {
@@ -158,7 +151,7 @@ func packedFixedSize(num protowire.Number, vs []uint64) int {
 func versionSize(num protowire.Number, v []*meshpb.WriterTime) int {
 	n := 0
 	for _, wt := range v {
-		n += subSize(num, strSize(1, wt.GetWriter())+varSize(2, wt.GetTime()))
+		n += subSize(num, lenSize(1, wt.GetWriter())+varSize(2, wt.GetTime()))
 	}
 	return n
 }
@@ -166,13 +159,13 @@ func versionSize(num protowire.Number, v []*meshpb.WriterTime) int {
 func agesSize(num protowire.Number, ages []*meshpb.Age) int {
 	n := 0
 	for _, a := range ages {
-		n += subSize(num, strSize(1, a.GetAddr())+varSize(2, uint64(a.GetPeriods()))+fixedSize(3, a.GetDigest()))
+		n += subSize(num, lenSize(1, a.GetAddr())+varSize(2, uint64(a.GetPeriods()))+fixedSize(3, a.GetDigest()))
 	}
 	return n
 }
 
 func metaSize(m *meshpb.PeerMeta) int {
-	n := strSize(1, m.GetName())
+	n := lenSize(1, m.GetName())
 	for k, v := range m.GetTags() {
 		// Map entries always carry key and value, even empty ones.
 		n += subSize(2, tagged(1, protowire.SizeBytes(len(k)))+tagged(2, protowire.SizeBytes(len(v))))
@@ -183,8 +176,8 @@ func metaSize(m *meshpb.PeerMeta) int {
 func deltaSize(num protowire.Number, es []*meshpb.Entry) int {
 	n := 0
 	for _, e := range es {
-		k := strSize(1, e.GetAddr()) + varSize(2, e.GetTime()) + strSize(3, e.GetWriter()) +
-			varSize(4, uint64(e.GetState())) + bytesSize(6, e.GetCert()) + bytesSize(7, e.GetSig())
+		k := lenSize(1, e.GetAddr()) + varSize(2, e.GetTime()) + lenSize(3, e.GetWriter()) +
+			varSize(4, uint64(e.GetState())) + lenSize(6, e.GetCert()) + lenSize(7, e.GetSig())
 		if e.GetMeta() != nil {
 			k += subSize(5, metaSize(e.GetMeta()))
 		}
@@ -194,8 +187,8 @@ func deltaSize(num protowire.Number, es []*meshpb.Entry) int {
 }
 
 func requestSize(m *meshpb.SyncRequest) int {
-	return strSize(1, m.GetCluster()) + strSize(2, m.GetFrom()) + fixedSize(3, m.GetDigest()) +
-		bytesSize(4, m.GetAges()) + boolSize(5, m.GetFull()) + versionSize(6, m.GetVersion()) +
+	return lenSize(1, m.GetCluster()) + lenSize(2, m.GetFrom()) + fixedSize(3, m.GetDigest()) +
+		lenSize(4, m.GetAges()) + boolSize(5, m.GetFull()) + versionSize(6, m.GetVersion()) +
 		deltaSize(7, m.GetDelta()) + agesSize(8, m.GetNamedAges()) + varSize(9, m.GetClock()) +
 		varSize(10, m.GetCut()) + boolSize(11, m.GetPush()) + packedVarSize(12, m.GetOtherIndex()) +
 		packedFixedSize(13, m.GetOtherDigest()) + len(m.ProtoReflect().GetUnknown())
@@ -203,7 +196,7 @@ func requestSize(m *meshpb.SyncRequest) int {
 
 func responseSize(m *meshpb.SyncResponse) int {
 	return fixedSize(1, m.GetDigest()) + packedVarSize(2, m.GetFresherIndex()) +
-		bytesSize(3, m.GetFresherAges()) + versionSize(4, m.GetVersion()) + deltaSize(5, m.GetDelta()) +
+		lenSize(3, m.GetFresherAges()) + versionSize(4, m.GetVersion()) + deltaSize(5, m.GetDelta()) +
 		agesSize(6, m.GetNamedAges()) + varSize(7, m.GetClock()) + varSize(8, m.GetFloor()) +
 		varSize(9, m.GetCut()) + packedVarSize(10, m.GetOtherIndex()) + packedFixedSize(11, m.GetOtherDigest()) +
 		len(m.ProtoReflect().GetUnknown())
