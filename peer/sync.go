@@ -197,8 +197,16 @@ type state struct {
 	// refuted is when a suspect of ours last turned out to run (see
 	// confirmAge); started is when this state was created.
 	refuted, started time.Time
-	leaving          bool
-	selfStamp        crdt.Stamp // stamp of this process's latest own entry
+	// health is this peer's local health score, 0 when healthy, at most
+	// maxHealth (Lifeguard's local health multiplier): a gossip exchange
+	// with a member nobody suspected that fails raises it, as does having
+	// to refute our own failure; one that succeeds lowers it. A peer
+	// whose exchanges with live members fail is starved, overloaded or
+	// cut off itself, and its failed exchanges say little about the
+	// others: see confirmAge and probeSuspects.
+	health    int
+	leaving   bool
+	selfStamp crdt.Stamp // stamp of this process's latest own entry
 	// failedAt holds when the members that failed lately did; renewAt
 	// rate-limits renewals (see round).
 	failedAt []time.Time
@@ -362,12 +370,8 @@ func (s *state) round(now time.Time) []*exchange {
 			s.suspect(s.view[i], s.lastSeen(s.view[i]))
 		}
 	}
-	if len(s.suspects) > 0 {
-		for _, a := range s.view { // in view order: same seed, same run
-			if _, ok := s.suspects[a]; ok {
-				start(a, suspectProbe)
-			}
-		}
+	for _, a := range s.probeSuspects() {
+		start(a, suspectProbe)
 	}
 	for _, addr := range slices.Sorted(maps.Keys(s.seeds)) { // sorted: same seed, same run
 		if !s.liveMember(addr) && !now.Before(s.seeds[addr].next) {
@@ -393,9 +397,39 @@ func (s *state) round(now time.Time) []*exchange {
 	return out
 }
 
+// probeSuspects returns the suspects to probe this round: every one
+// while this peer is healthy, so that several crashes at once are all
+// confirmed within the same few rounds; otherwise Fanout+2 of them, those
+// nearest to being declared (most failed probes) first, ties at random.
+// Probing every suspect every round is what turned overload into
+// collapse: 64 peers in one process beside two busy cores had to join
+// while starved, exchanges timed out, members' evidence went stale, so
+// each peer suspected dozens of live members and probed them all each
+// round, which starved it further (4 runs in 8 ended in thousands of
+// false removals a minute that lasted as long as the load did; 0 in 10
+// with this cap and the health score of confirmAge).
+func (s *state) probeSuspects() []string {
+	if len(s.suspects) == 0 {
+		return nil
+	}
+	var out []string
+	for _, a := range s.view { // in view order: same seed, same run
+		if _, ok := s.suspects[a]; ok {
+			out = append(out, a)
+		}
+	}
+	if k := s.cfg.Fanout + 2; s.health > 0 && len(out) > k {
+		s.rng.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+		slices.SortStableFunc(out, func(a, b string) int { return s.probeFails[b] - s.probeFails[a] })
+		out = out[:k]
+	}
+	return out
+}
+
 // partners draws k distinct members uniformly among the candidates: the
-// live members other than self with no exchange in flight, in view
-// order. It draws as a swap-remove over a list of the candidates would,
+// live members other than self with no exchange in flight and not
+// suspected, in view order. (A suspect is probeSuspects' to contact: a
+// gossip exchange with one says nothing of this peer's own health.) It draws as a swap-remove over a list of the candidates would,
 // without building that list (N strings a round at every peer): a draw
 // names a rank among the candidates, mapped to a view position by
 // skipping the few members excluded.
@@ -406,6 +440,11 @@ func (s *state) partners(k int) []string {
 	}
 	for a := range s.inflight {
 		if i, ok := s.pos(a); ok && i != s.selfPos {
+			excluded = append(excluded, i)
+		}
+	}
+	for a := range s.suspects {
+		if i, ok := s.pos(a); ok && i != s.selfPos && !s.inflight[a] {
 			excluded = append(excluded, i)
 		}
 	}
@@ -605,6 +644,11 @@ const (
 	startWindow = 2
 )
 
+// maxHealth caps the local health score: a peer that stops hearing from
+// anyone waits at most (1+maxHealth)·confirmAge, and so still drops the
+// others, later (Lifeguard's cap, 8).
+const maxHealth = 8
+
 // confirmAge is how long a suspect must have been silent, by everyone's
 // evidence, before failed exchanges may declare it failed.
 //
@@ -615,13 +659,20 @@ const (
 // calmWindow Expiries, and in a peer's first startWindow Expiries, it is
 // the full Expiry: a live member's evidence can be half an Expiry old by
 // chance, and where messages are lost, failed exchanges in a row come
-// often enough to meet that chance. This is a simplified form of
-// Lifeguard's local health; the simulator's loss scenarios measure it.
+// often enough to meet that chance; the simulator's loss scenarios
+// measure it.
+//
+// Either is multiplied by 1 + health, as Lifeguard scales its timeouts by
+// local health: while this peer's own gossip exchanges fail, a member's
+// silence is as likely its fault as the member's, and declaring more
+// failures would add the full exchanges, pushes and refutations of each
+// to the load that caused them.
 func (s *state) confirmAge(now time.Time) time.Duration {
+	base := s.halfExpiry()
 	if s.cautious(now) {
-		return s.expiry()
+		base = s.expiry()
 	}
-	return s.halfExpiry()
+	return time.Duration(1+s.health) * base
 }
 
 // halfExpiry is half of Expiry, rounded up to a whole period.
@@ -988,6 +1039,9 @@ func (s *state) onResponse(ex *exchange, resp *meshpb.SyncResponse, now time.Tim
 	if ex.kind == suspectProbe || ex.kind == deadProbe || ex.kind == seedProbe {
 		s.reached(ex, now)
 	}
+	if ex.kind == gossipPartner && !ex.req.GetFull() { // once an exchange
+		s.health = max(s.health-1, 0)
+	}
 	s.observeClock(resp.GetClock())
 	if ex.req.GetFull() {
 		defer s.done(ex)
@@ -1070,6 +1124,9 @@ func (s *state) onError(ex *exchange, err error, now time.Time) {
 	s.done(ex)
 	switch ex.kind {
 	case gossipPartner, suspectProbe:
+		if ex.kind == gossipPartner {
+			s.health = min(s.health+1, maxHealth)
+		}
 		// A member we cannot reach is suspected at once (SWIM's direct
 		// probe), but declared failed only after failedProbesToDeclare
 		// failures in a row, once the cluster's evidence of it is older
@@ -1275,6 +1332,10 @@ func (s *state) applyEntries(in []*meshpb.Entry, cov crdt.VersionVector, now tim
 		// of a previous life of this address (alive with an old meta, or
 		// left). This process is the authority on its own entry.
 		s.stats.Refutations++
+		if e.Deleted && e.Value.state == meshpb.State_STATE_FAILED {
+			// Others could not hear from us in time: we are the slow one.
+			s.health = min(s.health+1, maxHealth)
+		}
 		s.log.Info("refuting an entry for this peer", "writer", e.Stamp.Writer, "stamp", e.Stamp.String(), "state", e.Value.state)
 		// Told to everyone, as a failure is: a false one must not
 		// linger while the refutation spreads by anti-entropy.

@@ -1,6 +1,7 @@
 package peer
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"errors"
@@ -679,13 +680,86 @@ func TestFalseSuspicionMakesPeerCautious(t *testing.T) {
 					t.Fatalf("%d failed exchanges removed a member", i)
 				}
 				now = now.Add(p / 4)
+				// As in a run: b fails a gossip exchange, is suspected and
+				// then probed, while a's gossip with others goes through.
+				kind := suspectProbe
+				if i == 0 {
+					kind = gossipPartner
+				}
 				a.inflight[b] = true
-				a.onError(&exchange{addr: b, kind: gossipPartner}, errors.New("lost"), now)
+				a.onError(&exchange{addr: b, kind: kind}, errors.New("lost"), now)
+				if i == 0 { // an answer of equal state, with no news of b
+					ex := &exchange{addr: names[2], req: a.digestRequest(now), view: a.view, kind: gossipPartner}
+					if _, err := a.onResponse(ex, &meshpb.SyncResponse{}, now); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if a.health != 0 {
+				t.Fatalf("health %d after a gossip exchange went through, want 0", a.health)
 			}
 			if removed := !a.liveMember(b); removed == cautious {
 				t.Fatalf("cautious=%v: after %d failed exchanges, removed = %v (silent %v, Expiry %v)", cautious, failedProbesToDeclare, removed, a.silent(b, now), a.expiry())
 			}
 		})
+	}
+}
+
+// A peer whose gossip exchanges with live members fail (it is starved or
+// cut off) raises its local health score: it then waits (1+health) times
+// as long before declaring, probes only Fanout+2 suspects a round, those
+// nearest to declaration first, and gossips only with members it does not
+// suspect. Exchanges that go through bring the score back to 0.
+func TestLocalHealth(t *testing.T) {
+	net, names, now := cluster(t, 8)
+	now = calm(t, net, now)
+	a := net[names[0]]
+	healthy := a.confirmAge(now)
+	for _, b := range names[1:6] {
+		a.inflight[b] = true
+		a.onError(&exchange{addr: b, kind: gossipPartner}, context.DeadlineExceeded, now)
+	}
+	if a.health != 5 {
+		t.Fatalf("health %d after 5 failed gossip exchanges, want 5", a.health)
+	}
+	if got, want := a.confirmAge(now), 6*healthy; got != want {
+		t.Fatalf("confirmAge %v at health 5, want 6 × %v = %v", got, healthy, want)
+	}
+	a.probeFails[names[4]] = 2 // nearest to declaration
+	var probed, gossip []string
+	for _, ex := range a.round(now.Add(p)) {
+		switch ex.kind {
+		case suspectProbe:
+			probed = append(probed, ex.addr)
+		case gossipPartner:
+			gossip = append(gossip, ex.addr)
+		}
+		a.done(ex)
+	}
+	if len(probed) != a.cfg.Fanout+2 || !slices.Contains(probed, names[4]) {
+		t.Fatalf("probed %v of 5 suspects, want Fanout+2 = %d including %s", probed, a.cfg.Fanout+2, names[4])
+	}
+	for _, g := range gossip {
+		if _, ok := a.suspects[g]; ok {
+			t.Fatalf("gossip partner %s is a suspect", g)
+		}
+	}
+	// The suspects answer again and a's gossip goes through.
+	for i := range 10 {
+		now = now.Add(p)
+		tick(t, net, now)
+		if a.health == 0 {
+			break
+		}
+		if i == 9 {
+			t.Fatalf("health still %d after 10 rounds of working gossip", a.health)
+		}
+	}
+	if got := liveKeys(a); !slices.Equal(got, names) {
+		t.Fatalf("a sees %v, want every member %v", got, names)
+	}
+	if a.confirmAge(now) > a.expiry() {
+		t.Fatalf("confirmAge %v back at health 0, want at most Expiry %v", a.confirmAge(now), a.expiry())
 	}
 }
 
