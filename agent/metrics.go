@@ -22,6 +22,7 @@ var MetricNames = []struct{ Name, Help string }{
 	{"mesh_suspicions_total", "Members whose liveness evidence expired, so they were probed."},
 	{"mesh_suspicions_refuted_total", "Suspects later found running (no removal)."},
 	{"mesh_refutations_total", "Tombstones of this agent (failed by others) it overrode."},
+	{"mesh_local_health", "Local health score, 0 when healthy, up to 8 while this agent's gossip exchanges fail; it then waits 1+score times as long before declaring a member failed."},
 	{"mesh_grpc_received_bytes_total", "gRPC message bytes received (with gRPC framing, without HTTP/2's), by side (server: calls to this agent; client: answers to its own Sync calls) and method."},
 	{"mesh_grpc_sent_bytes_total", "gRPC message bytes sent (with gRPC framing, without HTTP/2's), by side and method."},
 	{"mesh_sync_duration_seconds", "Duration of Sync calls: side=server is the handler of a partner's call, side=client a call of this agent including the network; by outcome (ok, error)."},
@@ -33,6 +34,7 @@ type peerCollector struct {
 	p       *peer.Peer
 	members *prometheus.Desc
 	conv    *prometheus.Desc
+	health  *prometheus.Desc
 	stats   []statDesc
 }
 
@@ -57,6 +59,7 @@ func newPeerCollector(p *peer.Peer) *peerCollector {
 		p:       p,
 		members: prometheus.NewDesc("mesh_members", help("mesh_members"), []string{"state"}, nil),
 		conv:    prometheus.NewDesc("mesh_converged", help("mesh_converged"), nil, nil),
+		health:  prometheus.NewDesc("mesh_local_health", help("mesh_local_health"), nil, nil),
 	}
 	for _, s := range []struct {
 		name string
@@ -77,6 +80,7 @@ func newPeerCollector(p *peer.Peer) *peerCollector {
 func (c *peerCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.members
 	ch <- c.conv
+	ch <- c.health
 	for _, s := range c.stats {
 		ch <- s.desc
 	}
@@ -96,6 +100,7 @@ func (c *peerCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.conv, prometheus.GaugeValue, conv)
 	st := c.p.Stats()
+	ch <- prometheus.MustNewConstMetric(c.health, prometheus.GaugeValue, float64(st.Health))
 	for _, s := range c.stats {
 		ch <- prometheus.MustNewConstMetric(s.desc, prometheus.CounterValue, float64(s.get(st)))
 	}

@@ -48,6 +48,10 @@ type Stats struct {
 	Suspicions        uint64 // members whose evidence expired
 	SuspicionsRefuted uint64 // suspects later found running
 	Refutations       uint64 // tombstones of this peer it overrode
+	// Health is the local health score now: 0 when healthy, up to 8 while
+	// this peer's gossip exchanges fail (it waits 1+Health times as long
+	// before declaring a member failed; see docs/PROTOCOL.md).
+	Health int
 }
 
 // Member is one entry of the membership map as Peer.Members reports it.

@@ -97,7 +97,11 @@ func (m *Machine) Converged(now time.Time) bool { return m.st.converged(now) }
 func (m *Machine) Expiry() time.Duration { return m.st.expiry() }
 
 // Stats returns protocol counters.
-func (m *Machine) Stats() Stats { return m.st.stats }
+func (m *Machine) Stats() Stats {
+	st := m.st.stats
+	st.Health = m.st.health
+	return st
+}
 
 // TakeEvents returns the membership events since the last call.
 func (m *Machine) TakeEvents() []Event {
