@@ -198,9 +198,9 @@ type state struct {
 	// confirmAge); started is when this state was created.
 	refuted, started time.Time
 	// health is this peer's local health score, 0 when healthy, at most
-	// maxHealth (Lifeguard's local health multiplier): a gossip exchange
-	// with a member nobody suspected that fails raises it, as does having
-	// to refute our own failure; one that succeeds lowers it. A peer
+	// maxHealth (Lifeguard's local health multiplier): a failed gossip
+	// exchange (with a member we did not suspect) raises it, as does
+	// having to refute our own failure; one that goes through lowers it. A peer
 	// whose exchanges with live members fail is starved, overloaded or
 	// cut off itself, and its failed exchanges say little about the
 	// others: see confirmAge and probeSuspects.
@@ -406,8 +406,8 @@ func (s *state) round(now time.Time) []*exchange {
 // while starved, exchanges timed out, members' evidence went stale, so
 // each peer suspected dozens of live members and probed them all each
 // round, which starved it further (4 runs in 8 ended in thousands of
-// false removals a minute that lasted as long as the load did; 0 in 10
-// with this cap and the health score of confirmAge).
+// false removals a minute, lasting as long as the load did; 0 in 15
+// with this cap and confirmAge's health multiplier).
 func (s *state) probeSuspects() []string {
 	if len(s.suspects) == 0 {
 		return nil
@@ -427,12 +427,13 @@ func (s *state) probeSuspects() []string {
 }
 
 // partners draws k distinct members uniformly among the candidates: the
-// live members other than self with no exchange in flight and not
-// suspected, in view order. (A suspect is probeSuspects' to contact: a
-// gossip exchange with one says nothing of this peer's own health.) It draws as a swap-remove over a list of the candidates would,
-// without building that list (N strings a round at every peer): a draw
-// names a rank among the candidates, mapped to a view position by
-// skipping the few members excluded.
+// live members other than self, not suspected (probeSuspects contacts
+// those, and a failed exchange with one says nothing of this peer's own
+// health) and with no exchange in flight, in view order. It draws as a
+// swap-remove over a list of the candidates would, without building that
+// list (N strings a round at every peer): a draw names a rank among the
+// candidates, mapped to a view position by skipping the few members
+// excluded.
 func (s *state) partners(k int) []string {
 	var excluded []int // view positions that are not candidates, sorted
 	if s.selfPos >= 0 {
@@ -1124,9 +1125,6 @@ func (s *state) onError(ex *exchange, err error, now time.Time) {
 	s.done(ex)
 	switch ex.kind {
 	case gossipPartner, suspectProbe:
-		if ex.kind == gossipPartner {
-			s.health = min(s.health+1, maxHealth)
-		}
 		// A member we cannot reach is suspected at once (SWIM's direct
 		// probe), but declared failed only after failedProbesToDeclare
 		// failures in a row, once the cluster's evidence of it is older
@@ -1134,6 +1132,9 @@ func (s *state) onError(ex *exchange, err error, now time.Time) {
 		// the evidence is half an Expiry old.
 		if !s.liveMember(ex.addr) {
 			break
+		}
+		if ex.kind == gossipPartner {
+			s.health = min(s.health+1, maxHealth)
 		}
 		s.suspect(ex.addr, now.Add(-s.cfg.RPCTimeout)) // when the call started, at the latest
 		silent := s.silent(ex.addr, now)

@@ -761,6 +761,13 @@ func TestLocalHealth(t *testing.T) {
 	if a.confirmAge(now) > a.expiry() {
 		t.Fatalf("confirmAge %v back at health 0, want at most Expiry %v", a.confirmAge(now), a.expiry())
 	}
+	// Being declared failed by others counts against a too: it refutes.
+	b := net[names[1]]
+	b.declare(a.self, meshpb.State_STATE_FAILED, now)
+	deliver(t, net, b, &exchange{addr: a.self, req: b.digestRequest(now), view: b.view, kind: gossipPartner}, now)
+	if a.stats.Refutations != 1 || a.health != 1 {
+		t.Fatalf("after refuting its failure: %d refutations, health %d; want 1 and 1", a.stats.Refutations, a.health)
+	}
 }
 
 // Evidence that a suspect ran before the exchange that failed says nothing
