@@ -406,7 +406,7 @@ func (s *state) round(now time.Time) []*exchange {
 // while starved, exchanges timed out, members' evidence went stale, so
 // each peer suspected dozens of live members and probed them all each
 // round, which starved it further (4 runs in 8 ended in thousands of
-// false removals a minute, lasting as long as the load did; 0 in 15
+// false removals a minute, lasting as long as the load did; 0 in 20
 // with this cap and confirmAge's health multiplier).
 func (s *state) probeSuspects() []string {
 	if len(s.suspects) == 0 {
