@@ -768,6 +768,14 @@ func TestLocalHealth(t *testing.T) {
 	if a.stats.Refutations != 1 || a.health != 1 {
 		t.Fatalf("after refuting its failure: %d refutations, health %d; want 1 and 1", a.stats.Refutations, a.health)
 	}
+	// However long it goes on, the score stops at maxHealth.
+	for range 3 * maxHealth {
+		a.inflight[names[1]] = true
+		a.onError(&exchange{addr: names[1], kind: gossipPartner}, context.DeadlineExceeded, now)
+	}
+	if a.health != maxHealth {
+		t.Fatalf("health %d after %d failed exchanges, want the cap %d", a.health, 3*maxHealth, maxHealth)
+	}
 }
 
 // Evidence that a suspect ran before the exchange that failed says nothing
