@@ -200,10 +200,10 @@ type state struct {
 	// health is this peer's local health score, 0 when healthy, at most
 	// maxHealth (Lifeguard's local health multiplier): a failed gossip
 	// exchange (with a member we did not suspect) raises it, as does
-	// having to refute our own failure; one that goes through lowers it. A peer
-	// whose exchanges with live members fail is starved, overloaded or
-	// cut off itself, and its failed exchanges say little about the
-	// others: see confirmAge and probeSuspects.
+	// having to refute our own failure; one that goes through lowers it.
+	// A peer whose exchanges with live members fail is starved,
+	// overloaded or cut off itself, and its failed exchanges say little
+	// about the others: see confirmAge and probeSuspects.
 	health    int
 	leaving   bool
 	selfStamp crdt.Stamp // stamp of this process's latest own entry
@@ -954,11 +954,12 @@ func (s *state) answerAges(req *meshpb.SyncRequest, now time.Time) *meshpb.SyncR
 	//
 	// Fresher by fresherMargin: ⌈(off−seen)/unit⌉ ≤ age−margin ⇔
 	// off−seen ≤ (age−margin)·unit; self is always 0; no evidence never
-	// is, and neither is a grace (heldOK false: see rebuildView). The terms of a member that fails one test may overflow: the
-	// others mask them. Testing freshness before learning gives what
-	// testing after it would: news means off−seen > age·unit, which rules
-	// fresher out (unit > 0, as PingPeriod ≥ 1ms), and learning a
-	// member's news changes only its own evidence.
+	// is, and neither is a grace (heldOK false: see rebuildView). The
+	// terms of a member that fails one test may overflow: the others mask
+	// them. Testing freshness before learning gives what testing after
+	// it would: news means off−seen > age·unit, which rules fresher out
+	// (unit > 0, as PingPeriod ≥ 1ms), and learning a member's news
+	// changes only its own evidence.
 	news, fresher := sc.news[:len(theirs)], sc.index[:len(theirs)]
 	margin := time.Duration(fresherMargin) * unit
 	nn, nf := 0, 0
