@@ -211,8 +211,8 @@ type state struct {
 	// rate-limits renewals (see round).
 	failedAt []time.Time
 	renewAt  time.Time
-	// broadcastAt is when this peer may next tell a meta update to every
-	// member at once (see setMeta).
+	// broadcastAt is when this peer may next tell a meta update or a
+	// failure to every member at once (see broadcast).
 	broadcastAt time.Time
 
 	// Side effects for the caller to carry out after releasing its lock.
@@ -279,23 +279,31 @@ func (s *state) setMeta(meta *meshpb.PeerMeta, now time.Time) error {
 	return nil
 }
 
-// updateTargets returns the members a meta update of ours is pushed to.
-// Every other member, so that everyone holds it one hop later, unless
-// this peer did so within the last (N-1)/(Fanout+2) periods: telling
-// everyone costs N-1 pushes, and that budget keeps a peer's update pushes
-// to Fanout+2 a period on average however often its meta changes. Within
-// the budget the update goes to Fanout+2 members and spreads from those
-// by anti-entropy. Receivers do not relay updates: epidemic relaying
-// costs (Fanout+2)·N pushes for the coverage N-1 direct ones give, and
-// misses some members all the same.
+// updateTargets returns the members a meta update of ours is pushed to:
+// every other member if the broadcast budget allows (see broadcast), so
+// that everyone holds it one hop later; otherwise Fanout+2 of them, from
+// which it spreads by anti-entropy. Receivers do not relay updates:
+// epidemic relaying costs (Fanout+2)·N pushes for the coverage N-1 direct
+// ones give, and misses some members all the same.
 func (s *state) updateTargets(now time.Time) []string {
+	if s.broadcast(now) {
+		return s.others()
+	}
+	return s.randomOthers(s.cfg.Fanout + 2)
+}
+
+// broadcast reports whether this peer may tell every other member
+// something now, and if so spends its budget: at most once in
+// (N-1)/(Fanout+2) periods, which keeps the pushes of a peer's broadcasts
+// to Fanout+2 a period on average however often it has news.
+func (s *state) broadcast(now time.Time) bool {
 	k := s.cfg.Fanout + 2
 	n := len(s.view) - 1 // the others
 	if n <= k || now.Before(s.broadcastAt) {
-		return s.randomOthers(k)
+		return false
 	}
 	s.broadcastAt = now.Add(s.cfg.PingPeriod * time.Duration(n) / time.Duration(k))
-	return s.others()
+	return true
 }
 
 // addSeed schedules addr to be contacted until it is a live member.
@@ -1192,24 +1200,32 @@ func (s *state) declare(addr string, st meshpb.State, now time.Time) {
 	if c, ok, _ := s.members.Put(e); ok {
 		s.changed([]crdt.Change[string, member]{c}, now)
 		if st == meshpb.State_STATE_FAILED {
-			// A few at once, ⌈log2 N⌉ of them, so that the news starts its
-			// epidemic from several peers. Not everyone: pushes to everyone
-			// from every declarer swamped the cluster when many members
-			// failed together (64 peers in one process: k = 8 crashes took
-			// 50-80 periods to remove, starved peers declaring live ones),
-			// even when each peer pushed to everyone once an Expiry only.
-			// Receivers do not relay it either, for the same reason: with
-			// each receiver relaying a failure once to Fanout+2 others
-			// (SWIM's rumour mongering), everyone dropped a crashed peer
-			// within the round of the first declaration, 1-2 rounds sooner,
-			// but 8 simultaneous crashes among 64 peers in one process
-			// beside one busy core set off thousands of false removals in
-			// 2 of 5 repetitions (0 in 30 without relaying), even with one
-			// batched relay a period and only by peers that found the
-			// member quiet themselves.
-			s.push(e, s.randomOthers(max(s.cfg.Fanout+2, bits.Len(uint(len(s.view))))))
+			s.push(e, s.failureTargets(now))
 		}
 	}
+}
+
+// failureTargets returns the members a failure we declared is pushed to.
+// While this peer is healthy (see state.health), every other member if
+// the broadcast budget allows: the failure is then everyone's one hop
+// later, where anti-entropy from a few holders took two to three more
+// rounds at Fanout 1 (bench, N = 64: first declaration 3.5-4.5 periods
+// after a crash, the last survivor's 2.2-3 periods after that).
+// Otherwise ⌈log2 N⌉ of them, from which it spreads by anti-entropy.
+//
+// Receivers do not relay it, and an unhealthy peer does not broadcast:
+// each failure told to everyone costs N-1 pushes, and the refutation of a
+// false one N-1 more. Pushes to everyone from every declarer, even once
+// an Expiry, swamped 64 peers in one process when 8 failed together
+// (removal took 50-80 periods, starved peers declaring live ones); so did
+// receivers relaying each failure once to Fanout+2 others (SWIM's rumour
+// mongering) beside one busy core, 2 runs in 5 ending in thousands of
+// false removals.
+func (s *state) failureTargets(now time.Time) []string {
+	if s.health == 0 && s.broadcast(now) {
+		return s.others()
+	}
+	return s.randomOthers(max(s.cfg.Fanout+2, bits.Len(uint(len(s.view)))))
 }
 
 // failedStamp is the stamp of a failure declared over an entry stamped
