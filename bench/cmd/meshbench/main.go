@@ -82,7 +82,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (options, string, error) {
 		seed    = fs.Uint64("seed", 0, "seed for victim choice and loss (0: from the clock)")
 		out     = fs.String("out", ".", "directory for RESULTS.md, results.svg and results.json")
 	)
-	fs.BoolVar(&verbose, "v", false, "log every false removal to stderr")
+	fs.BoolVar(&verbose, "v", false, "log every false removal, and when each crash was first and last seen, to stderr")
 	if err := fs.Parse(args); err != nil {
 		return options{}, "", err
 	}

@@ -219,7 +219,11 @@ func (r *runner) rep(rep int) error {
 		for range k {
 			<-done
 		}
-		return wait(fmt.Sprintf("fail k=%d", k), t0, tr.dropped(victims))
+		p := wait(fmt.Sprintf("fail k=%d", k), t0, tr.dropped(victims))
+		if verbose && !math.IsInf(p, 1) {
+			fmt.Fprintf(os.Stderr, "%s fail k=%d: %s\n", tag, k, tr.dropSpread(live, victims, t0, r.o.period))
+		}
+		return p
 	}
 	fail1 := crash(1)
 	r.res.Fail1 = append(r.res.Fail1, fail1)

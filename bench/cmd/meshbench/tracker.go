@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"slices"
 	"sync"
 	"time"
 )
@@ -186,6 +187,25 @@ func (t *tracker) dropped(gone []string) doneFunc {
 		}
 		return true, last
 	}
+}
+
+// dropSpread tells when the observers in live dropped the members gone, in
+// periods after t0: the first drop (a declaration), the median and the
+// last. It separates detection from the spread of its news.
+func (t *tracker) dropSpread(live, gone []string, t0 time.Time, period time.Duration) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var ps []float64
+	for _, obs := range live {
+		for _, g := range gone {
+			ps = append(ps, float64(t.at[obs][g].Sub(t0))/float64(period))
+		}
+	}
+	if len(ps) == 0 {
+		return "no observers"
+	}
+	slices.Sort(ps)
+	return fmt.Sprintf("dropped first %.1f, median %.1f, last %.1f periods after the crash", ps[0], ps[len(ps)/2], ps[len(ps)-1])
 }
 
 func later(a, b time.Time) time.Time {
