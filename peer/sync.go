@@ -1152,7 +1152,7 @@ func (s *state) onError(ex *exchange, err error, now time.Time) {
 		}
 		s.probeFails[ex.addr]++
 		if s.probeFails[ex.addr] >= failedProbesToDeclare && silent > s.confirmAge(now) {
-			s.log.Info("member failed", "addr", ex.addr, "silent", silent.Round(time.Millisecond), "err", err)
+			s.log.Info("member failed", "addr", ex.addr, "silent", silent.Round(time.Millisecond), "health", s.health, "cautious", s.cautious(now), "err", err)
 			s.declare(ex.addr, meshpb.State_STATE_FAILED, now)
 		}
 	case seedProbe:
