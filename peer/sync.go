@@ -114,6 +114,9 @@ type exchange struct {
 	view []string
 	// why the partner was chosen: its failure means different things.
 	kind exchangeKind
+	// started is when the exchange began: a failure well before its
+	// deadline was a refusal, not silence (see failureTargets).
+	started time.Time
 }
 
 type exchangeKind int
@@ -188,6 +191,9 @@ type state struct {
 	// exchange says nothing about why it failed.
 	suspects   map[string]time.Time
 	probeFails map[string]int // consecutive failed probes of each suspect
+	// timedOut marks the suspects one of whose failed exchanges ran into
+	// its deadline rather than being refused (see failureTargets).
+	timedOut map[string]bool
 	seeds      map[string]*retry
 	dead       map[string]*retry
 	removedAt  map[string]time.Time // when each tombstone arrived, for purging
@@ -207,8 +213,8 @@ type state struct {
 	health    int
 	leaving   bool
 	selfStamp crdt.Stamp // stamp of this process's latest own entry
-	// failedAt holds when the members that failed lately did; renewAt
-	// rate-limits renewals (see round).
+	// failedAt holds when the members that failed lately did (see round
+	// and broadcastFailure); renewAt rate-limits renewals (see round).
 	failedAt []time.Time
 	renewAt  time.Time
 	// broadcastAt is when this peer may next tell a meta update or a
@@ -238,6 +244,7 @@ func newState(cfg PeerConfig, now time.Time) *state {
 		perUnit:    1 / float64(cfg.PingPeriod/ageScale),
 		suspects:   map[string]time.Time{},
 		probeFails: map[string]int{},
+		timedOut:   map[string]bool{},
 		seeds:      map[string]*retry{},
 		dead:       map[string]*retry{},
 		removedAt:  map[string]time.Time{},
@@ -371,7 +378,7 @@ func (s *state) round(now time.Time) []*exchange {
 			return
 		}
 		s.inflight[addr] = true
-		out = append(out, &exchange{addr: addr, req: s.digestRequest(now), view: s.view, kind: kind})
+		out = append(out, &exchange{addr: addr, req: s.digestRequest(now), view: s.view, kind: kind, started: now})
 	}
 	if !starved {
 		for _, i := range s.expiredPositions(now) {
@@ -817,6 +824,7 @@ func (s *state) learnAt(i int, age byte, digest uint64, now time.Time) {
 		if since, ok := s.suspects[s.view[i]]; ok && s.origin.Add(t).After(since) && off-t <= s.expiry() {
 			delete(s.suspects, s.view[i])
 			delete(s.probeFails, s.view[i])
+			delete(s.timedOut, s.view[i])
 			s.stats.SuspicionsRefuted++
 			s.refuted = now
 		}
@@ -1146,6 +1154,9 @@ func (s *state) onError(ex *exchange, err error, now time.Time) {
 			s.health = min(s.health+1, maxHealth)
 		}
 		s.suspect(ex.addr, now.Add(-s.cfg.RPCTimeout)) // when the call started, at the latest
+		if now.Sub(ex.started) >= s.cfg.RPCTimeout/2 {
+			s.timedOut[ex.addr] = true
+		}
 		silent := s.silent(ex.addr, now)
 		if s.cautious(now) && silent <= s.halfExpiry() {
 			break
@@ -1153,7 +1164,7 @@ func (s *state) onError(ex *exchange, err error, now time.Time) {
 		s.probeFails[ex.addr]++
 		if s.probeFails[ex.addr] >= failedProbesToDeclare && silent > s.confirmAge(now) {
 			s.log.Info("member failed", "addr", ex.addr, "silent", silent.Round(time.Millisecond), "health", s.health, "cautious", s.cautious(now), "err", err)
-			s.declare(ex.addr, meshpb.State_STATE_FAILED, now)
+			s.fail(ex.addr, !s.timedOut[ex.addr], now)
 		}
 	case seedProbe:
 		s.backoff(s.seeds[ex.addr], now)
@@ -1184,8 +1195,18 @@ func (s *state) backoff(r *retry, now time.Time) {
 
 func (s *state) done(ex *exchange) { delete(s.inflight, ex.addr) }
 
-// declare writes a tombstone for addr in the given state.
-func (s *state) declare(addr string, st meshpb.State, now time.Time) {
+// fail declares addr failed and pushes the failure (see failureTargets);
+// refused tells whether every failed exchange that suspected it failed
+// fast.
+func (s *state) fail(addr string, refused bool, now time.Time) {
+	if e, ok := s.declare(addr, meshpb.State_STATE_FAILED, now); ok {
+		s.push(e, s.failureTargets(refused, now))
+	}
+}
+
+// declare writes a tombstone for addr in the given state and reports
+// whether it changed anything.
+func (s *state) declare(addr string, st meshpb.State, now time.Time) (entry, bool) {
 	last, known := s.members.Lookup(addr)
 	e := entry{Key: addr, Deleted: true, Value: member{meta: last.Value.meta, state: st}}
 	switch {
@@ -1197,35 +1218,59 @@ func (s *state) declare(addr string, st meshpb.State, now time.Time) {
 	default:
 		e.Stamp = crdt.Stamp{Time: s.tick(now), Writer: s.writer}
 	}
-	if c, ok, _ := s.members.Put(e); ok {
+	c, ok, _ := s.members.Put(e)
+	if ok {
 		s.changed([]crdt.Change[string, member]{c}, now)
-		if st == meshpb.State_STATE_FAILED {
-			s.push(e, s.failureTargets(now))
-		}
 	}
+	return e, ok
 }
 
-// failureTargets returns the members a failure we declared is pushed to.
-// While this peer is healthy (see state.health), every other member if
-// the broadcast budget allows: the failure is then everyone's one hop
-// later, where anti-entropy from a few holders took two to three more
-// rounds at Fanout 1 (bench, N = 64: first declaration 3.5-4.5 periods
-// after a crash, the last survivor's 2.2-3 periods after that).
-// Otherwise ⌈log2 N⌉ of them, from which it spreads by anti-entropy.
+// failureTargets returns the members a failure we declared is pushed to:
+// every other member when the member refused every exchange since we
+// suspected it (each failed in under half of RPCTimeout: nothing listens
+// at its address, a crashed process rather than a silent or slow one)
+// and broadcastFailure allows, otherwise ⌈log2 N⌉ of them, from which it
+// spreads by anti-entropy. Receivers do not relay it.
 //
-// Receivers do not relay it, and an unhealthy peer does not broadcast:
-// each failure told to everyone costs N-1 pushes, and the refutation of a
-// false one N-1 more. Pushes to everyone from every declarer, even once
-// an Expiry, swamped 64 peers in one process when 8 failed together
-// (removal took 50-80 periods, starved peers declaring live ones); so did
-// receivers relaying each failure once to Fanout+2 others (SWIM's rumour
-// mongering) beside one busy core, 2 runs in 5 ending in thousands of
-// false removals.
-func (s *state) failureTargets(now time.Time) []string {
-	if s.health == 0 && s.broadcast(now) {
+// A timeout is no ground for a broadcast: it is what a starved or
+// partitioned peer sees too. 64 peers joining in one process beside two
+// busy loops once had a calm, healthy peer declare a live member after
+// three timeouts, and its broadcast made 37 peers drop it, where a push
+// to a few reaches a few before the refutation overtakes it. Every
+// failure of the run counts, not only the last: after one timed-out
+// connect, gRPC fails the next calls at once (see WaitReady) however
+// alive the member is.
+func (s *state) failureTargets(refused bool, now time.Time) []string {
+	if refused && s.broadcastFailure(now) {
 		return s.others()
 	}
 	return s.randomOthers(max(s.cfg.Fanout+2, bits.Len(uint(len(s.view)))))
+}
+
+// broadcastFailure reports whether a failure we just declared (already in
+// failedAt) is told to every member at once, and if so spends the
+// broadcast budget. Anti-entropy from a few holders takes two to three
+// rounds at Fanout 1 (bench, N = 64: the first survivor dropped a crashed
+// peer 3.5-4.5 periods after the crash, the last one 2.2-3 periods
+// later); a broadcast makes it one hop. But each costs N-1 pushes, and a
+// false one makes every member drop a live peer and take its refutation,
+// so it asks more than the declaration did:
+//   - this peer is healthy and not cautious: gated on health alone, 128
+//     peers in one process (short of CPU and of descriptors) had 5,227
+//     false removals in a bench run, against 107 before broadcasts;
+//   - it is the only failure this peer has seen in the last Expiry: when
+//     several members fail together, every declarer's broadcast arrives
+//     at once, just when the cluster is busiest (64 peers beside one busy
+//     core, 8 crashes: removed by all in a median of 10-18 periods over 3
+//     runs of 15 with every failure broadcast, 9.8 with the first only);
+//   - the budget meta updates share allows it.
+//
+// Relaying by receivers was worse: each relaying a failure once to
+// Fanout+2 others (SWIM's rumour mongering) set off thousands of false
+// removals in 2 of 5 runs of 8 crashes among 64 peers beside one busy
+// core.
+func (s *state) broadcastFailure(now time.Time) bool {
+	return s.health == 0 && !s.cautious(now) && len(s.failedAt) <= 1 && s.broadcast(now)
 }
 
 // failedStamp is the stamp of a failure declared over an entry stamped
@@ -1560,6 +1605,7 @@ func (s *state) changed(changes []crdt.Change[string, member], now time.Time) {
 			s.gone = append(s.gone, addr) // its evidence goes with its view position
 			delete(s.suspects, addr)
 			delete(s.probeFails, addr)
+			delete(s.timedOut, addr)
 			if addr == s.self {
 				break
 			}

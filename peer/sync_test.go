@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"maps"
 	"math/bits"
 	"math/rand/v2"
 	"slices"
@@ -603,9 +604,9 @@ func calm(t *testing.T, net map[string]*state, now time.Time) time.Time {
 }
 
 // On a clean network a crashed member is declared failed once failed
-// exchanges meet half an Expiry of silence, and the declaration is pushed
-// to a few members at once: all drop it within three rounds of the first
-// declaration (an epidemic from Fanout+3 peers).
+// exchanges meet half an Expiry of silence, and its healthy declarer
+// tells every member at once: all drop it in the round of the first
+// declaration.
 func TestCrashDetectedFastOnCleanNetwork(t *testing.T) {
 	net, names, now := cluster(t, 64)
 	now = calm(t, net, now)
@@ -837,44 +838,113 @@ func TestMetaUpdatePushedAtOnce(t *testing.T) {
 	}
 }
 
-// A healthy peer tells a failure it declares to every other member, within
-// the broadcast budget it shares with meta updates; beyond the budget, or
-// while its own exchanges fail, to ⌈log2 N⌉ of them.
+// A healthy, calm peer tells a failure it declares to every other member,
+// if the member refused the deciding exchange, it is the only failure the
+// peer has seen in the last Expiry, and within the broadcast budget it
+// shares with meta updates; otherwise ⌈log2 N⌉ of them.
 func TestFailurePushTargets(t *testing.T) {
 	const n = 16
 	net, names, now := cluster(t, n)
 	a := net[names[0]]
 	few := func() int { return max(a.cfg.Fanout+2, bits.Len(uint(len(a.view)))) } // of the live view, self included
-	declare := func(victim string, at time.Time) int {
+	victims := names[n-7:]
+	refused := true
+	declare := func() int {
 		t.Helper()
+		victim := victims[0]
+		victims = victims[1:]
+		delete(net, victim) // it crashed
 		a.pushes = nil
-		a.declare(victim, meshpb.State_STATE_FAILED, at)
+		a.fail(victim, refused, now)
 		if a.liveMember(victim) {
 			t.Fatalf("%s still live after its declaration", victim)
 		}
 		return len(a.pushes)
 	}
-	if got, want := declare(names[1], now), len(a.others()); got != want {
+	settle := func() { now = settle(t, net, a, now) }
+	settle()
+	if got, want := declare(), len(a.others()); got != want {
 		t.Fatalf("healthy declarer: %d pushes queued, want one to each of the %d others", got, want)
 	}
-	if got := declare(names[2], now.Add(p)); got != few() {
-		t.Fatalf("second failure a period later: %d pushes queued, want ⌈log2 N⌉ = %d (budget spent)", got, few())
-	}
-	budget := a.cfg.PingPeriod * time.Duration(n-1) / time.Duration(a.cfg.Fanout+2)
-	a.health = 1
-	if got := declare(names[3], now.Add(budget)); got != few() {
-		t.Fatalf("unhealthy declarer: %d pushes queued, want ⌈log2 N⌉ = %d", got, few())
-	}
-	a.health = 0
-	if got, want := declare(names[4], now.Add(budget)), len(a.others()); got != want {
-		t.Fatalf("healthy again, budget renewed: %d pushes queued, want one to each of the %d others", got, want)
-	}
 	a.pushes = nil
-	if err := a.setMeta(&meshpb.PeerMeta{Name: "v2"}, now.Add(budget+p)); err != nil {
+	if err := a.setMeta(&meshpb.PeerMeta{Name: "v2"}, now); err != nil {
 		t.Fatal(err)
 	}
 	if got := len(a.pushes); got != a.cfg.Fanout+2 {
 		t.Fatalf("meta update right after a failure told to everyone: %d pushes, want Fanout+2 = %d (shared budget)", got, a.cfg.Fanout+2)
+	}
+	flushPushes(t, net, slices.Sorted(maps.Keys(net)), now)
+	settle()
+	a.failedAt = append(a.failedAt, now) // another member failed just before
+	if got := declare(); got != few() {
+		t.Fatalf("second failure within an Expiry: %d pushes queued, want ⌈log2 N⌉ = %d", got, few())
+	}
+	settle()
+	refused = false // the last exchange timed out
+	if got := declare(); got != few() {
+		t.Fatalf("failure decided by a timeout: %d pushes queued, want ⌈log2 N⌉ = %d", got, few())
+	}
+	refused = true
+	settle()
+	a.health = 1
+	budget := a.broadcastAt
+	if got := declare(); got != few() || a.broadcastAt != budget {
+		t.Fatalf("unhealthy declarer: %d pushes queued, budget spent %v; want ⌈log2 N⌉ = %d, not spent", got, a.broadcastAt != budget, few())
+	}
+	a.health = 0
+	settle()
+	a.refuted = now // a suspicion of a's turned out false
+	if got := declare(); got != few() {
+		t.Fatalf("cautious declarer: %d pushes queued, want ⌈log2 N⌉ = %d", got, few())
+	}
+}
+
+// settle runs rounds until a may broadcast a failure: no failure in the
+// last Expiry, the broadcast budget back, a healthy and calm.
+func settle(t *testing.T, net map[string]*state, a *state, now time.Time) time.Time {
+	t.Helper()
+	for i := 0; a.health != 0 || a.cautious(now) || len(a.failedAt) != 0 || now.Before(a.broadcastAt); i++ {
+		if i == 100 {
+			t.Fatalf("not settled after 100 rounds: health %d, cautious %v, %d recent failures", a.health, a.cautious(now), len(a.failedAt))
+		}
+		now = now.Add(p)
+		tick(t, net, now)
+	}
+	return now
+}
+
+// A failure is broadcast only if every exchange that failed since the
+// member was suspected was refused (failed well before its deadline): a
+// timeout is what a starved peer sees too, and after one, calls to a
+// live member fail fast for a while.
+func TestTimedOutFailureNotBroadcast(t *testing.T) {
+	net, names, now := cluster(t, 16)
+	a := net[names[0]]
+	few := func() int { return max(a.cfg.Fanout+2, bits.Len(uint(len(a.view)))) }
+	crash := func(victim string, slowFirst bool) int {
+		t.Helper()
+		now = settle(t, net, a, now)
+		delete(net, victim)
+		setSeen(a, victim, now.Add(-a.expiry()))
+		a.pushes = nil
+		for i := range failedProbesToDeclare {
+			started := now // refused at once
+			if slowFirst && i == 0 {
+				started = now.Add(-a.cfg.RPCTimeout) // ran into its deadline
+			}
+			a.inflight[victim] = true
+			a.onError(&exchange{addr: victim, kind: suspectProbe, started: started}, errors.New("unavailable"), now)
+		}
+		if a.liveMember(victim) {
+			t.Fatalf("%s not declared after %d failed probes", victim, failedProbesToDeclare)
+		}
+		return len(a.pushes)
+	}
+	if got, want := crash(names[14], false), len(a.others()); got != want {
+		t.Fatalf("every probe refused: %d pushes queued, want one to each of the %d others", got, want)
+	}
+	if got := crash(names[15], true); got != few() {
+		t.Fatalf("first probe timed out, the rest refused: %d pushes queued, want ⌈log2 N⌉ = %d", got, few())
 	}
 }
 
