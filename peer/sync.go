@@ -193,13 +193,13 @@ type state struct {
 	probeFails map[string]int // consecutive failed probes of each suspect
 	// timedOut marks the suspects one of whose failed exchanges ran into
 	// its deadline rather than being refused (see failureTargets).
-	timedOut map[string]bool
-	seeds      map[string]*retry
-	dead       map[string]*retry
-	removedAt  map[string]time.Time // when each tombstone arrived, for purging
-	inflight   map[string]bool
-	lastRound  time.Time
-	resumed    time.Time // end of our last stall; expiry counts from here at the earliest
+	timedOut  map[string]bool
+	seeds     map[string]*retry
+	dead      map[string]*retry
+	removedAt map[string]time.Time // when each tombstone arrived, for purging
+	inflight  map[string]bool
+	lastRound time.Time
+	resumed   time.Time // end of our last stall; expiry counts from here at the earliest
 	// refuted is when a suspect of ours last turned out to run (see
 	// confirmAge); started is when this state was created.
 	refuted, started time.Time
