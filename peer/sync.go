@@ -1400,8 +1400,8 @@ func (s *state) applyEntries(in []*meshpb.Entry, cov crdt.VersionVector, now tim
 			s.health = min(s.health+1, maxHealth)
 		}
 		s.log.Info("refuting an entry for this peer", "writer", e.Stamp.Writer, "stamp", e.Stamp.String(), "state", e.Value.state)
-		// Told to everyone, as a failure is: a false one must not
-		// linger while the refutation spreads by anti-entropy.
+		// Told to everyone, as a broadcast failure is: a false failure
+		// must not linger while the refutation spreads by anti-entropy.
 		s.push(s.assertSelf(now), s.others())
 	}
 	return nil
