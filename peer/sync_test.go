@@ -839,14 +839,14 @@ func TestMetaUpdatePushedAtOnce(t *testing.T) {
 }
 
 // A healthy, calm peer tells a failure it declares to every other member,
-// if the member refused the deciding exchange, it is the only failure the
-// peer has seen in the last Expiry, and within the broadcast budget it
-// shares with meta updates; otherwise ⌈log2 N⌉ of them.
+// if the member refused every exchange since it was suspected, it is the
+// only failure the peer has seen in the last Expiry, and within the
+// broadcast budget it shares with meta updates; otherwise ⌈log2 N⌉ of
+// them (few).
 func TestFailurePushTargets(t *testing.T) {
 	const n = 16
 	net, names, now := cluster(t, n)
 	a := net[names[0]]
-	few := func() int { return max(a.cfg.Fanout+2, bits.Len(uint(len(a.view)))) } // of the live view, self included
 	victims := names[n-7:]
 	refused := true
 	declare := func() int {
@@ -876,28 +876,32 @@ func TestFailurePushTargets(t *testing.T) {
 	flushPushes(t, net, slices.Sorted(maps.Keys(net)), now)
 	settle()
 	a.failedAt = append(a.failedAt, now) // another member failed just before
-	if got := declare(); got != few() {
-		t.Fatalf("second failure within an Expiry: %d pushes queued, want ⌈log2 N⌉ = %d", got, few())
+	if got := declare(); got != few(a) {
+		t.Fatalf("second failure within an Expiry: %d pushes queued, want ⌈log2 N⌉ = %d", got, few(a))
 	}
 	settle()
-	refused = false // the last exchange timed out
-	if got := declare(); got != few() {
-		t.Fatalf("failure decided by a timeout: %d pushes queued, want ⌈log2 N⌉ = %d", got, few())
+	refused = false // one of its failed exchanges timed out
+	if got := declare(); got != few(a) {
+		t.Fatalf("failure decided by a timeout: %d pushes queued, want ⌈log2 N⌉ = %d", got, few(a))
 	}
 	refused = true
 	settle()
 	a.health = 1
 	budget := a.broadcastAt
-	if got := declare(); got != few() || a.broadcastAt != budget {
-		t.Fatalf("unhealthy declarer: %d pushes queued, budget spent %v; want ⌈log2 N⌉ = %d, not spent", got, a.broadcastAt != budget, few())
+	if got := declare(); got != few(a) || a.broadcastAt != budget {
+		t.Fatalf("unhealthy declarer: %d pushes queued, budget spent %v; want ⌈log2 N⌉ = %d, not spent", got, a.broadcastAt != budget, few(a))
 	}
 	a.health = 0
 	settle()
 	a.refuted = now // a suspicion of a's turned out false
-	if got := declare(); got != few() {
-		t.Fatalf("cautious declarer: %d pushes queued, want ⌈log2 N⌉ = %d", got, few())
+	if got := declare(); got != few(a) {
+		t.Fatalf("cautious declarer: %d pushes queued, want ⌈log2 N⌉ = %d", got, few(a))
 	}
 }
+
+// few is how many members a failure that is not broadcast is pushed to:
+// ⌈log2 N⌉ of the live view, self included, at least Fanout+2.
+func few(a *state) int { return max(a.cfg.Fanout+2, bits.Len(uint(len(a.view)))) }
 
 // settle runs rounds until a may broadcast a failure: no failure in the
 // last Expiry, the broadcast budget back, a healthy and calm.
@@ -920,7 +924,6 @@ func settle(t *testing.T, net map[string]*state, a *state, now time.Time) time.T
 func TestTimedOutFailureNotBroadcast(t *testing.T) {
 	net, names, now := cluster(t, 16)
 	a := net[names[0]]
-	few := func() int { return max(a.cfg.Fanout+2, bits.Len(uint(len(a.view)))) }
 	crash := func(victim string, slowFirst bool) int {
 		t.Helper()
 		now = settle(t, net, a, now)
@@ -943,8 +946,8 @@ func TestTimedOutFailureNotBroadcast(t *testing.T) {
 	if got, want := crash(names[14], false), len(a.others()); got != want {
 		t.Fatalf("every probe refused: %d pushes queued, want one to each of the %d others", got, want)
 	}
-	if got := crash(names[15], true); got != few() {
-		t.Fatalf("first probe timed out, the rest refused: %d pushes queued, want ⌈log2 N⌉ = %d", got, few())
+	if got := crash(names[15], true); got != few(a) {
+		t.Fatalf("first probe timed out, the rest refused: %d pushes queued, want ⌈log2 N⌉ = %d", got, few(a))
 	}
 }
 
