@@ -99,6 +99,23 @@ var (
 	errLimit = errors.New("limit exceeded")
 )
 
+// probeRun is what the failed exchanges with a suspect since it was
+// suspected say: how many counted towards declaring it (see onError), and
+// whether any ran into its deadline rather than being refused (see
+// failureTargets).
+type probeRun struct {
+	fails    int
+	timedOut bool
+}
+
+// count is fails, 0 for a suspect with no run yet.
+func (r *probeRun) count() int {
+	if r == nil {
+		return 0
+	}
+	return r.fails
+}
+
 // retry schedules attempts to reach an address with capped backoff.
 type retry struct {
 	next    time.Time
@@ -189,11 +206,8 @@ type state struct {
 	// suspects maps each suspect to the time after which it must be
 	// seen running to be cleared: evidence of life from before a failed
 	// exchange says nothing about why it failed.
-	suspects   map[string]time.Time
-	probeFails map[string]int // consecutive failed probes of each suspect
-	// timedOut marks the suspects one of whose failed exchanges ran into
-	// its deadline rather than being refused (see failureTargets).
-	timedOut  map[string]bool
+	suspects  map[string]time.Time
+	probes    map[string]*probeRun // each suspect's failed exchanges so far
 	seeds     map[string]*retry
 	dead      map[string]*retry
 	removedAt map[string]time.Time // when each tombstone arrived, for purging
@@ -214,7 +228,7 @@ type state struct {
 	leaving   bool
 	selfStamp crdt.Stamp // stamp of this process's latest own entry
 	// failedAt holds when the members that failed lately did (see round
-	// and broadcastFailure); renewAt rate-limits renewals (see round).
+	// and failureTargets); renewAt rate-limits renewals (see round).
 	failedAt []time.Time
 	renewAt  time.Time
 	// broadcastAt is when this peer may next tell a meta update or a
@@ -230,26 +244,25 @@ type state struct {
 
 func newState(cfg PeerConfig, now time.Time) *state {
 	s := &state{
-		cfg:        cfg,
-		self:       cfg.SelfEndpoint,
-		writer:     fmt.Sprintf("%s#%08x", cfg.SelfEndpoint, cfg.Rand.Uint32()),
-		meta:       &meshpb.PeerMeta{},
-		rng:        cfg.Rand,
-		log:        cfg.Logger,
-		selfPos:    -1,
-		seenFloor:  noEvidence,
-		origin:     now,
-		offNow:     now,
-		expiryN:    -1,
-		perUnit:    1 / float64(cfg.PingPeriod/ageScale),
-		suspects:   map[string]time.Time{},
-		probeFails: map[string]int{},
-		timedOut:   map[string]bool{},
-		seeds:      map[string]*retry{},
-		dead:       map[string]*retry{},
-		removedAt:  map[string]time.Time{},
-		inflight:   map[string]bool{},
-		started:    now,
+		cfg:       cfg,
+		self:      cfg.SelfEndpoint,
+		writer:    fmt.Sprintf("%s#%08x", cfg.SelfEndpoint, cfg.Rand.Uint32()),
+		meta:      &meshpb.PeerMeta{},
+		rng:       cfg.Rand,
+		log:       cfg.Logger,
+		selfPos:   -1,
+		seenFloor: noEvidence,
+		origin:    now,
+		offNow:    now,
+		expiryN:   -1,
+		perUnit:   1 / float64(cfg.PingPeriod/ageScale),
+		suspects:  map[string]time.Time{},
+		probes:    map[string]*probeRun{},
+		seeds:     map[string]*retry{},
+		dead:      map[string]*retry{},
+		removedAt: map[string]time.Time{},
+		inflight:  map[string]bool{},
+		started:   now,
 	}
 	s.assertSelf(now)
 	return s
@@ -435,7 +448,7 @@ func (s *state) probeSuspects() []string {
 	}
 	if k := s.cfg.Fanout + 2; s.health > 0 && len(out) > k {
 		s.rng.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
-		slices.SortStableFunc(out, func(a, b string) int { return s.probeFails[b] - s.probeFails[a] })
+		slices.SortStableFunc(out, func(a, b string) int { return s.probes[b].count() - s.probes[a].count() })
 		out = out[:k]
 	}
 	return out
@@ -823,8 +836,7 @@ func (s *state) learnAt(i int, age byte, digest uint64, now time.Time) {
 		}
 		if since, ok := s.suspects[s.view[i]]; ok && s.origin.Add(t).After(since) && off-t <= s.expiry() {
 			delete(s.suspects, s.view[i])
-			delete(s.probeFails, s.view[i])
-			delete(s.timedOut, s.view[i])
+			delete(s.probes, s.view[i])
 			s.stats.SuspicionsRefuted++
 			s.refuted = now
 		}
@@ -1154,17 +1166,20 @@ func (s *state) onError(ex *exchange, err error, now time.Time) {
 			s.health = min(s.health+1, maxHealth)
 		}
 		s.suspect(ex.addr, now.Add(-s.cfg.RPCTimeout)) // when the call started, at the latest
-		if now.Sub(ex.started) >= s.cfg.RPCTimeout/2 {
-			s.timedOut[ex.addr] = true
+		run := s.probes[ex.addr]
+		if run == nil {
+			run = &probeRun{}
+			s.probes[ex.addr] = run
 		}
+		run.timedOut = run.timedOut || now.Sub(ex.started) >= s.cfg.RPCTimeout/2
 		silent := s.silent(ex.addr, now)
 		if s.cautious(now) && silent <= s.halfExpiry() {
 			break
 		}
-		s.probeFails[ex.addr]++
-		if s.probeFails[ex.addr] >= failedProbesToDeclare && silent > s.confirmAge(now) {
+		run.fails++
+		if run.fails >= failedProbesToDeclare && silent > s.confirmAge(now) {
 			s.log.Info("member failed", "addr", ex.addr, "silent", silent.Round(time.Millisecond), "health", s.health, "cautious", s.cautious(now), "err", err)
-			s.fail(ex.addr, !s.timedOut[ex.addr], now)
+			s.fail(ex.addr, !run.timedOut, now)
 		}
 	case seedProbe:
 		s.backoff(s.seeds[ex.addr], now)
@@ -1225,36 +1240,27 @@ func (s *state) declare(addr string, st meshpb.State, now time.Time) (entry, boo
 	return e, ok
 }
 
-// failureTargets returns the members a failure we declared is pushed to:
-// every other member when the member refused every exchange since we
-// suspected it (each failed in under half of RPCTimeout: nothing listens
-// at its address, a crashed process rather than a silent or slow one)
-// and broadcastFailure allows, otherwise ⌈log2 N⌉ of them, from which it
-// spreads by anti-entropy. Receivers do not relay it.
+// failureTargets returns the members a failure we declared (already in
+// failedAt) is pushed to: every other member when a broadcast is
+// warranted, otherwise ⌈log2 N⌉ of them, from which it spreads by
+// anti-entropy. Receivers do not relay it. A broadcast spends the budget
+// meta updates share.
 //
-// A timeout is no ground for a broadcast: it is what a starved or
-// partitioned peer sees too. 64 peers joining in one process beside two
-// busy loops once had a calm, healthy peer declare a live member after
-// three timeouts, and its broadcast made 37 peers drop it, where a push
-// to a few reaches a few before the refutation overtakes it. Every
-// failure of the run counts, not only the last: after one timed-out
-// connect, gRPC fails the next calls at once (see WaitReady) however
-// alive the member is.
-func (s *state) failureTargets(refused bool, now time.Time) []string {
-	if refused && s.broadcastFailure(now) {
-		return s.others()
-	}
-	return s.randomOthers(max(s.cfg.Fanout+2, bits.Len(uint(len(s.view)))))
-}
-
-// broadcastFailure reports whether a failure we just declared (already in
-// failedAt) is told to every member at once, and if so spends the
-// broadcast budget. Anti-entropy from a few holders takes two to three
-// rounds at Fanout 1 (bench, N = 64: the first survivor dropped a crashed
-// peer 3.5-4.5 periods after the crash, the last one 2.2-3 periods
-// later); a broadcast makes it one hop. But each costs N-1 pushes, and a
-// false one makes every member drop a live peer and take its refutation,
-// so it asks more than the declaration did:
+// Anti-entropy from a few holders takes two to three rounds at Fanout 1
+// (bench, N = 64: the first survivor dropped a crashed peer 3.5-4.5
+// periods after the crash, the last one 2.2-3 periods later); a broadcast
+// makes it one hop. But each costs N-1 pushes, and a false one makes every
+// member drop a live peer and take its refutation, so it asks more than
+// the declaration did:
+//   - the member refused every exchange since we suspected it (each failed
+//     in under half of RPCTimeout: nothing listens at its address, a
+//     crashed process rather than a silent or slow one). A timeout is what
+//     a starved or partitioned peer sees too: 64 peers joining in one
+//     process beside two busy loops once had a calm, healthy peer declare
+//     a live member after three timeouts, and its broadcast made 37 peers
+//     drop it. Every failure of the run counts, not only the last: after
+//     one timed-out connect, gRPC fails the next calls at once (see
+//     WaitReady) however alive the member is;
 //   - this peer is healthy and not cautious: gated on health alone, 128
 //     peers in one process (short of CPU and of descriptors) had 5,227
 //     false removals in a bench run, against 107 before broadcasts;
@@ -1263,14 +1269,17 @@ func (s *state) failureTargets(refused bool, now time.Time) []string {
 //     at once, just when the cluster is busiest (64 peers beside one busy
 //     core, 8 crashes: removed by all in a median of 10-18 periods over 3
 //     runs of 15 with every failure broadcast, 9.8 with the first only);
-//   - the budget meta updates share allows it.
+//   - the budget allows it.
 //
 // Relaying by receivers was worse: each relaying a failure once to
 // Fanout+2 others (SWIM's rumour mongering) set off thousands of false
 // removals in 2 of 5 runs of 8 crashes among 64 peers beside one busy
 // core.
-func (s *state) broadcastFailure(now time.Time) bool {
-	return s.health == 0 && !s.cautious(now) && len(s.failedAt) <= 1 && s.broadcast(now)
+func (s *state) failureTargets(refused bool, now time.Time) []string {
+	if refused && s.health == 0 && !s.cautious(now) && len(s.failedAt) <= 1 && s.broadcast(now) {
+		return s.others()
+	}
+	return s.randomOthers(max(s.cfg.Fanout+2, bits.Len(uint(len(s.view)))))
 }
 
 // failedStamp is the stamp of a failure declared over an entry stamped
@@ -1604,8 +1613,7 @@ func (s *state) changed(changes []crdt.Change[string, member], now time.Time) {
 			s.removedAt[addr] = now
 			s.gone = append(s.gone, addr) // its evidence goes with its view position
 			delete(s.suspects, addr)
-			delete(s.probeFails, addr)
-			delete(s.timedOut, addr)
+			delete(s.probes, addr)
 			if addr == s.self {
 				break
 			}

@@ -721,7 +721,7 @@ func TestLocalHealth(t *testing.T) {
 	if got, want := a.confirmAge(now), 6*healthy; got != want {
 		t.Fatalf("confirmAge %v at health 5, want 6 × %v = %v", got, healthy, want)
 	}
-	a.probeFails[names[4]] = 2 // nearest to declaration
+	a.probes[names[4]] = &probeRun{fails: 2} // nearest to declaration
 	var probed, gossip []string
 	for _, ex := range a.round(now.Add(p)) {
 		switch ex.kind {
