@@ -19,10 +19,10 @@ var MetricNames = []struct{ Name, Help string }{
 	{"mesh_rounds_total", "Gossip rounds run."},
 	{"mesh_starved_rounds_total", "Rounds that ran more than 2 periods late; no member expires on them."},
 	{"mesh_sync_errors_total", "Outgoing exchanges that failed (error or timeout)."},
-	{"mesh_suspicions_total", "Members whose liveness evidence expired, so they were probed."},
-	{"mesh_suspicions_refuted_total", "Suspects later found running (no removal)."},
+	{"mesh_alerts_total", "Alerts this agent raised on members it observes and could not reach."},
+	{"mesh_alerts_cleared_total", "Alerts this agent cleared because it reached the member again."},
 	{"mesh_refutations_total", "Tombstones of this agent (failed by others) it overrode."},
-	{"mesh_local_health", "Local health score, 0 when healthy, up to 8 while this agent's gossip exchanges fail; it then waits 1+score times as long before declaring a member failed."},
+	{"mesh_alerting_members", "Members this agent observes and currently alerts on because it cannot reach them; a member is removed once enough of its observers alert."},
 	{"mesh_grpc_received_bytes_total", "gRPC message bytes received (with gRPC framing, without HTTP/2's), by side (server: calls to this agent; client: answers to its own Sync calls) and method."},
 	{"mesh_grpc_sent_bytes_total", "gRPC message bytes sent (with gRPC framing, without HTTP/2's), by side and method."},
 	{"mesh_sync_duration_seconds", "Duration of Sync calls: side=server is the handler of a partner's call, side=client a call of this agent including the network; by outcome (ok, error)."},
@@ -31,11 +31,11 @@ var MetricNames = []struct{ Name, Help string }{
 // peerCollector reads the peer at scrape time, so the gauges are never
 // stale and nothing polls between scrapes.
 type peerCollector struct {
-	p       *peer.Peer
-	members *prometheus.Desc
-	conv    *prometheus.Desc
-	health  *prometheus.Desc
-	stats   []statDesc
+	p        *peer.Peer
+	members  *prometheus.Desc
+	conv     *prometheus.Desc
+	alerting *prometheus.Desc
+	stats    []statDesc
 }
 
 type statDesc struct {
@@ -56,10 +56,10 @@ func help(name string) string {
 
 func newPeerCollector(p *peer.Peer) *peerCollector {
 	c := &peerCollector{
-		p:       p,
-		members: prometheus.NewDesc("mesh_members", help("mesh_members"), []string{"state"}, nil),
-		conv:    prometheus.NewDesc("mesh_converged", help("mesh_converged"), nil, nil),
-		health:  prometheus.NewDesc("mesh_local_health", help("mesh_local_health"), nil, nil),
+		p:        p,
+		members:  prometheus.NewDesc("mesh_members", help("mesh_members"), []string{"state"}, nil),
+		conv:     prometheus.NewDesc("mesh_converged", help("mesh_converged"), nil, nil),
+		alerting: prometheus.NewDesc("mesh_alerting_members", help("mesh_alerting_members"), nil, nil),
 	}
 	for _, s := range []struct {
 		name string
@@ -68,8 +68,8 @@ func newPeerCollector(p *peer.Peer) *peerCollector {
 		{"mesh_rounds_total", func(s peer.Stats) uint64 { return s.Rounds }},
 		{"mesh_starved_rounds_total", func(s peer.Stats) uint64 { return s.StarvedRounds }},
 		{"mesh_sync_errors_total", func(s peer.Stats) uint64 { return s.SyncErrors }},
-		{"mesh_suspicions_total", func(s peer.Stats) uint64 { return s.Suspicions }},
-		{"mesh_suspicions_refuted_total", func(s peer.Stats) uint64 { return s.SuspicionsRefuted }},
+		{"mesh_alerts_total", func(s peer.Stats) uint64 { return s.Suspicions }},
+		{"mesh_alerts_cleared_total", func(s peer.Stats) uint64 { return s.SuspicionsRefuted }},
 		{"mesh_refutations_total", func(s peer.Stats) uint64 { return s.Refutations }},
 	} {
 		c.stats = append(c.stats, statDesc{prometheus.NewDesc(s.name, help(s.name), nil, nil), s.get})
@@ -80,7 +80,7 @@ func newPeerCollector(p *peer.Peer) *peerCollector {
 func (c *peerCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.members
 	ch <- c.conv
-	ch <- c.health
+	ch <- c.alerting
 	for _, s := range c.stats {
 		ch <- s.desc
 	}
@@ -100,7 +100,7 @@ func (c *peerCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.conv, prometheus.GaugeValue, conv)
 	st := c.p.Stats()
-	ch <- prometheus.MustNewConstMetric(c.health, prometheus.GaugeValue, float64(st.Health))
+	ch <- prometheus.MustNewConstMetric(c.alerting, prometheus.GaugeValue, float64(st.Alerting))
 	for _, s := range c.stats {
 		ch <- prometheus.MustNewConstMetric(s.desc, prometheus.CounterValue, float64(s.get(st)))
 	}

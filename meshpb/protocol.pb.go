@@ -149,8 +149,13 @@ type Entry struct {
 	// signature over this entry without these two fields, so that only the
 	// peer named by the certificate can write its ALIVE and LEFT entries,
 	// however many peers relay them.
-	Cert          []byte `protobuf:"bytes,6,opt,name=cert,proto3" json:"cert,omitempty"`
-	Sig           []byte `protobuf:"bytes,7,opt,name=sig,proto3" json:"sig,omitempty"`
+	Cert []byte `protobuf:"bytes,6,opt,name=cert,proto3" json:"cert,omitempty"`
+	Sig  []byte `protobuf:"bytes,7,opt,name=sig,proto3" json:"sig,omitempty"`
+	// Set on an ALIVE entry its owner wrote after it was declared failed:
+	// such an entry is not listed until one of the owner's observers has
+	// reached it (docs/PROTOCOL.md, refutation), so a member that can call
+	// out but cannot be reached stays removed however often it refutes.
+	Pending       bool `protobuf:"varint,8,opt,name=pending,proto3" json:"pending,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -234,6 +239,103 @@ func (x *Entry) GetSig() []byte {
 	return nil
 }
 
+func (x *Entry) GetPending() bool {
+	if x != nil {
+		return x.Pending
+	}
+	return false
+}
+
+// Report is an observer's verdict on one of its subjects (docs/PROTOCOL.md,
+// liveness): alert when it could not reach the subject, clear when it
+// reached it again. Only the observer writes its report on a subject; the
+// newest (time, observer) wins. A report is about one entry of the subject,
+// named by that entry's stamp, and is void once the subject's entry changes.
+type Report struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Observer      string                 `protobuf:"bytes,1,opt,name=observer,proto3" json:"observer,omitempty"`
+	Subject       string                 `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
+	SubjectTime   uint64                 `protobuf:"varint,3,opt,name=subject_time,json=subjectTime,proto3" json:"subject_time,omitempty"`
+	SubjectWriter string                 `protobuf:"bytes,4,opt,name=subject_writer,json=subjectWriter,proto3" json:"subject_writer,omitempty"`
+	Alert         bool                   `protobuf:"varint,5,opt,name=alert,proto3" json:"alert,omitempty"`
+	// The observer's Lamport time when it wrote this report.
+	Time          uint64 `protobuf:"varint,6,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Report) Reset() {
+	*x = Report{}
+	mi := &file_protocol_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Report) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Report) ProtoMessage() {}
+
+func (x *Report) ProtoReflect() protoreflect.Message {
+	mi := &file_protocol_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Report.ProtoReflect.Descriptor instead.
+func (*Report) Descriptor() ([]byte, []int) {
+	return file_protocol_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Report) GetObserver() string {
+	if x != nil {
+		return x.Observer
+	}
+	return ""
+}
+
+func (x *Report) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *Report) GetSubjectTime() uint64 {
+	if x != nil {
+		return x.SubjectTime
+	}
+	return 0
+}
+
+func (x *Report) GetSubjectWriter() string {
+	if x != nil {
+		return x.SubjectWriter
+	}
+	return ""
+}
+
+func (x *Report) GetAlert() bool {
+	if x != nil {
+		return x.Alert
+	}
+	return false
+}
+
+func (x *Report) GetTime() uint64 {
+	if x != nil {
+		return x.Time
+	}
+	return 0
+}
+
 // WriterTime is one element of a version vector: the highest Lamport time of
 // writer whose writes the sender has (or has something newer than).
 type WriterTime struct {
@@ -246,7 +348,7 @@ type WriterTime struct {
 
 func (x *WriterTime) Reset() {
 	*x = WriterTime{}
-	mi := &file_protocol_proto_msgTypes[2]
+	mi := &file_protocol_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -258,7 +360,7 @@ func (x *WriterTime) String() string {
 func (*WriterTime) ProtoMessage() {}
 
 func (x *WriterTime) ProtoReflect() protoreflect.Message {
-	mi := &file_protocol_proto_msgTypes[2]
+	mi := &file_protocol_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -271,7 +373,7 @@ func (x *WriterTime) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriterTime.ProtoReflect.Descriptor instead.
 func (*WriterTime) Descriptor() ([]byte, []int) {
-	return file_protocol_proto_rawDescGZIP(), []int{2}
+	return file_protocol_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *WriterTime) GetWriter() string {
@@ -302,7 +404,7 @@ type Age struct {
 
 func (x *Age) Reset() {
 	*x = Age{}
-	mi := &file_protocol_proto_msgTypes[3]
+	mi := &file_protocol_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -314,7 +416,7 @@ func (x *Age) String() string {
 func (*Age) ProtoMessage() {}
 
 func (x *Age) ProtoReflect() protoreflect.Message {
-	mi := &file_protocol_proto_msgTypes[3]
+	mi := &file_protocol_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -327,7 +429,7 @@ func (x *Age) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Age.ProtoReflect.Descriptor instead.
 func (*Age) Descriptor() ([]byte, []int) {
-	return file_protocol_proto_rawDescGZIP(), []int{3}
+	return file_protocol_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Age) GetAddr() string {
@@ -384,15 +486,21 @@ type SyncRequest struct {
 	// Members (view indexes, as ages) whose freshest evidence shows them
 	// holding a state other than `digest`, and that state's digest. Empty in
 	// a converged cluster.
-	OtherIndex    []uint32 `protobuf:"varint,12,rep,packed,name=other_index,json=otherIndex,proto3" json:"other_index,omitempty"`
-	OtherDigest   []uint64 `protobuf:"fixed64,13,rep,packed,name=other_digest,json=otherDigest,proto3" json:"other_digest,omitempty"`
+	OtherIndex  []uint32 `protobuf:"varint,12,rep,packed,name=other_index,json=otherIndex,proto3" json:"other_index,omitempty"`
+	OtherDigest []uint64 `protobuf:"fixed64,13,rep,packed,name=other_digest,json=otherDigest,proto3" json:"other_digest,omitempty"`
+	// Observer reports: in a push, the new ones; in the second request of an
+	// exchange, all the requester holds.
+	Reports []*Report `protobuf:"bytes,14,rep,name=reports,proto3" json:"reports,omitempty"`
+	// Set when an observer probes one of its subjects: no ages, and the
+	// answer carries the responder's heartbeat.
+	Probe         bool `protobuf:"varint,15,opt,name=probe,proto3" json:"probe,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SyncRequest) Reset() {
 	*x = SyncRequest{}
-	mi := &file_protocol_proto_msgTypes[4]
+	mi := &file_protocol_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -404,7 +512,7 @@ func (x *SyncRequest) String() string {
 func (*SyncRequest) ProtoMessage() {}
 
 func (x *SyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protocol_proto_msgTypes[4]
+	mi := &file_protocol_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -417,7 +525,7 @@ func (x *SyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncRequest.ProtoReflect.Descriptor instead.
 func (*SyncRequest) Descriptor() ([]byte, []int) {
-	return file_protocol_proto_rawDescGZIP(), []int{4}
+	return file_protocol_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SyncRequest) GetCluster() string {
@@ -511,6 +619,20 @@ func (x *SyncRequest) GetOtherDigest() []uint64 {
 	return nil
 }
 
+func (x *SyncRequest) GetReports() []*Report {
+	if x != nil {
+		return x.Reports
+	}
+	return nil
+}
+
+func (x *SyncRequest) GetProbe() bool {
+	if x != nil {
+		return x.Probe
+	}
+	return false
+}
+
 // SyncResponse answers a SyncRequest.
 type SyncResponse struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -529,16 +651,23 @@ type SyncResponse struct {
 	// owner whose own entry is older re-stamps it (see docs/PROTOCOL.md).
 	Floor uint64 `protobuf:"varint,8,opt,name=floor,proto3" json:"floor,omitempty"`
 	// As in SyncRequest.
-	Cut           uint64   `protobuf:"varint,9,opt,name=cut,proto3" json:"cut,omitempty"`
-	OtherIndex    []uint32 `protobuf:"varint,10,rep,packed,name=other_index,json=otherIndex,proto3" json:"other_index,omitempty"`
-	OtherDigest   []uint64 `protobuf:"fixed64,11,rep,packed,name=other_digest,json=otherDigest,proto3" json:"other_digest,omitempty"`
+	Cut         uint64   `protobuf:"varint,9,opt,name=cut,proto3" json:"cut,omitempty"`
+	OtherIndex  []uint32 `protobuf:"varint,10,rep,packed,name=other_index,json=otherIndex,proto3" json:"other_index,omitempty"`
+	OtherDigest []uint64 `protobuf:"fixed64,11,rep,packed,name=other_digest,json=otherDigest,proto3" json:"other_digest,omitempty"`
+	// Every observer report the responder holds, in the answer to a second
+	// request.
+	Reports []*Report `protobuf:"bytes,12,rep,name=reports,proto3" json:"reports,omitempty"`
+	// The responder's heartbeat counter, which it advances every round; an
+	// observer alerts when it stops advancing (a peer that answers but no
+	// longer runs its rounds).
+	Heartbeat     uint64 `protobuf:"varint,13,opt,name=heartbeat,proto3" json:"heartbeat,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SyncResponse) Reset() {
 	*x = SyncResponse{}
-	mi := &file_protocol_proto_msgTypes[5]
+	mi := &file_protocol_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -550,7 +679,7 @@ func (x *SyncResponse) String() string {
 func (*SyncResponse) ProtoMessage() {}
 
 func (x *SyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_protocol_proto_msgTypes[5]
+	mi := &file_protocol_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -563,7 +692,7 @@ func (x *SyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncResponse.ProtoReflect.Descriptor instead.
 func (*SyncResponse) Descriptor() ([]byte, []int) {
-	return file_protocol_proto_rawDescGZIP(), []int{5}
+	return file_protocol_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SyncResponse) GetDigest() uint64 {
@@ -643,6 +772,20 @@ func (x *SyncResponse) GetOtherDigest() []uint64 {
 	return nil
 }
 
+func (x *SyncResponse) GetReports() []*Report {
+	if x != nil {
+		return x.Reports
+	}
+	return nil
+}
+
+func (x *SyncResponse) GetHeartbeat() uint64 {
+	if x != nil {
+		return x.Heartbeat
+	}
+	return 0
+}
+
 var File_protocol_proto protoreflect.FileDescriptor
 
 const file_protocol_proto_rawDesc = "" +
@@ -653,7 +796,7 @@ const file_protocol_proto_rawDesc = "" +
 	"\x04tags\x18\x02 \x03(\v2\x1b.mesh.v1.PeerMeta.TagsEntryR\x04tags\x1a7\n" +
 	"\tTagsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xba\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd4\x01\n" +
 	"\x05Entry\x12\x12\n" +
 	"\x04addr\x18\x01 \x01(\tR\x04addr\x12\x12\n" +
 	"\x04time\x18\x02 \x01(\x04R\x04time\x12\x16\n" +
@@ -661,7 +804,15 @@ const file_protocol_proto_rawDesc = "" +
 	"\x05state\x18\x04 \x01(\x0e2\x0e.mesh.v1.StateR\x05state\x12%\n" +
 	"\x04meta\x18\x05 \x01(\v2\x11.mesh.v1.PeerMetaR\x04meta\x12\x12\n" +
 	"\x04cert\x18\x06 \x01(\fR\x04cert\x12\x10\n" +
-	"\x03sig\x18\a \x01(\fR\x03sig\"8\n" +
+	"\x03sig\x18\a \x01(\fR\x03sig\x12\x18\n" +
+	"\apending\x18\b \x01(\bR\apending\"\xb2\x01\n" +
+	"\x06Report\x12\x1a\n" +
+	"\bobserver\x18\x01 \x01(\tR\bobserver\x12\x18\n" +
+	"\asubject\x18\x02 \x01(\tR\asubject\x12!\n" +
+	"\fsubject_time\x18\x03 \x01(\x04R\vsubjectTime\x12%\n" +
+	"\x0esubject_writer\x18\x04 \x01(\tR\rsubjectWriter\x12\x14\n" +
+	"\x05alert\x18\x05 \x01(\bR\x05alert\x12\x12\n" +
+	"\x04time\x18\x06 \x01(\x04R\x04time\"8\n" +
 	"\n" +
 	"WriterTime\x12\x16\n" +
 	"\x06writer\x18\x01 \x01(\tR\x06writer\x12\x12\n" +
@@ -669,7 +820,7 @@ const file_protocol_proto_rawDesc = "" +
 	"\x03Age\x12\x12\n" +
 	"\x04addr\x18\x01 \x01(\tR\x04addr\x12\x18\n" +
 	"\aperiods\x18\x02 \x01(\rR\aperiods\x12\x16\n" +
-	"\x06digest\x18\x03 \x01(\x06R\x06digest\"\xfd\x02\n" +
+	"\x06digest\x18\x03 \x01(\x06R\x06digest\"\xbe\x03\n" +
 	"\vSyncRequest\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12\x16\n" +
@@ -686,7 +837,9 @@ const file_protocol_proto_rawDesc = "" +
 	"\x04push\x18\v \x01(\bR\x04push\x12\x1f\n" +
 	"\vother_index\x18\f \x03(\rR\n" +
 	"otherIndex\x12!\n" +
-	"\fother_digest\x18\r \x03(\x06R\votherDigest\"\xf2\x02\n" +
+	"\fother_digest\x18\r \x03(\x06R\votherDigest\x12)\n" +
+	"\areports\x18\x0e \x03(\v2\x0f.mesh.v1.ReportR\areports\x12\x14\n" +
+	"\x05probe\x18\x0f \x01(\bR\x05probe\"\xbb\x03\n" +
 	"\fSyncResponse\x12\x16\n" +
 	"\x06digest\x18\x01 \x01(\x06R\x06digest\x12#\n" +
 	"\rfresher_index\x18\x02 \x03(\rR\ffresherIndex\x12!\n" +
@@ -701,7 +854,9 @@ const file_protocol_proto_rawDesc = "" +
 	"\vother_index\x18\n" +
 	" \x03(\rR\n" +
 	"otherIndex\x12!\n" +
-	"\fother_digest\x18\v \x03(\x06R\votherDigest*:\n" +
+	"\fother_digest\x18\v \x03(\x06R\votherDigest\x12)\n" +
+	"\areports\x18\f \x03(\v2\x0f.mesh.v1.ReportR\areports\x12\x1c\n" +
+	"\theartbeat\x18\r \x01(\x04R\theartbeat*:\n" +
 	"\x05State\x12\x0f\n" +
 	"\vSTATE_ALIVE\x10\x00\x12\x10\n" +
 	"\fSTATE_FAILED\x10\x01\x12\x0e\n" +
@@ -723,34 +878,37 @@ func file_protocol_proto_rawDescGZIP() []byte {
 }
 
 var file_protocol_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_protocol_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_protocol_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_protocol_proto_goTypes = []any{
 	(State)(0),           // 0: mesh.v1.State
 	(*PeerMeta)(nil),     // 1: mesh.v1.PeerMeta
 	(*Entry)(nil),        // 2: mesh.v1.Entry
-	(*WriterTime)(nil),   // 3: mesh.v1.WriterTime
-	(*Age)(nil),          // 4: mesh.v1.Age
-	(*SyncRequest)(nil),  // 5: mesh.v1.SyncRequest
-	(*SyncResponse)(nil), // 6: mesh.v1.SyncResponse
-	nil,                  // 7: mesh.v1.PeerMeta.TagsEntry
+	(*Report)(nil),       // 3: mesh.v1.Report
+	(*WriterTime)(nil),   // 4: mesh.v1.WriterTime
+	(*Age)(nil),          // 5: mesh.v1.Age
+	(*SyncRequest)(nil),  // 6: mesh.v1.SyncRequest
+	(*SyncResponse)(nil), // 7: mesh.v1.SyncResponse
+	nil,                  // 8: mesh.v1.PeerMeta.TagsEntry
 }
 var file_protocol_proto_depIdxs = []int32{
-	7,  // 0: mesh.v1.PeerMeta.tags:type_name -> mesh.v1.PeerMeta.TagsEntry
+	8,  // 0: mesh.v1.PeerMeta.tags:type_name -> mesh.v1.PeerMeta.TagsEntry
 	0,  // 1: mesh.v1.Entry.state:type_name -> mesh.v1.State
 	1,  // 2: mesh.v1.Entry.meta:type_name -> mesh.v1.PeerMeta
-	3,  // 3: mesh.v1.SyncRequest.version:type_name -> mesh.v1.WriterTime
+	4,  // 3: mesh.v1.SyncRequest.version:type_name -> mesh.v1.WriterTime
 	2,  // 4: mesh.v1.SyncRequest.delta:type_name -> mesh.v1.Entry
-	4,  // 5: mesh.v1.SyncRequest.named_ages:type_name -> mesh.v1.Age
-	3,  // 6: mesh.v1.SyncResponse.version:type_name -> mesh.v1.WriterTime
-	2,  // 7: mesh.v1.SyncResponse.delta:type_name -> mesh.v1.Entry
-	4,  // 8: mesh.v1.SyncResponse.named_ages:type_name -> mesh.v1.Age
-	5,  // 9: mesh.v1.GossipService.Sync:input_type -> mesh.v1.SyncRequest
-	6,  // 10: mesh.v1.GossipService.Sync:output_type -> mesh.v1.SyncResponse
-	10, // [10:11] is the sub-list for method output_type
-	9,  // [9:10] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	5,  // 5: mesh.v1.SyncRequest.named_ages:type_name -> mesh.v1.Age
+	3,  // 6: mesh.v1.SyncRequest.reports:type_name -> mesh.v1.Report
+	4,  // 7: mesh.v1.SyncResponse.version:type_name -> mesh.v1.WriterTime
+	2,  // 8: mesh.v1.SyncResponse.delta:type_name -> mesh.v1.Entry
+	5,  // 9: mesh.v1.SyncResponse.named_ages:type_name -> mesh.v1.Age
+	3,  // 10: mesh.v1.SyncResponse.reports:type_name -> mesh.v1.Report
+	6,  // 11: mesh.v1.GossipService.Sync:input_type -> mesh.v1.SyncRequest
+	7,  // 12: mesh.v1.GossipService.Sync:output_type -> mesh.v1.SyncResponse
+	12, // [12:13] is the sub-list for method output_type
+	11, // [11:12] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_protocol_proto_init() }
@@ -764,7 +922,7 @@ func file_protocol_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_protocol_proto_rawDesc), len(file_protocol_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   7,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

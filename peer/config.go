@@ -28,26 +28,26 @@ type PeerConfig struct {
 	// ClusterName, when set, must match on both sides of every exchange:
 	// peers of differently named clusters refuse to merge. Default "".
 	ClusterName string
-	// Fanout is how many random live members a peer syncs with per round.
-	// Default 1. Each extra partner adds one exchange per round (about 100
-	// bytes at 64 members) and speeds up spreading.
+	// Fanout is how many overlay neighbours a peer runs anti-entropy with
+	// per round. Default 1. Each extra partner adds one exchange per round
+	// and speeds up the repair of missed news.
 	Fanout int
-	// Expiry is how long a member may go without fresh liveness evidence
-	// before it is suspected; a suspect that then fails direct syncs in a
-	// row is declared failed (docs/PROTOCOL.md: on a clean network, after
-	// half of Expiry already; where messages are lost, after Expiry and
-	// three failures). Default: max(5, ⌈1.25·log2(N+1)⌉) ×
-	// PingPeriod for N members (5 periods up to 15 members, 8 at 64, 10
-	// at 256), because evidence takes about log N rounds to spread; a
-	// fixed Expiry that is too short for the cluster makes live members
-	// look silent under message loss. The default is never below
-	// 2 × RPCTimeout either (rounded up to whole periods): evidence
-	// reaches a peer through exchanges that may each take RPCTimeout,
-	// so on a network slow enough to need a longer RPCTimeout a live
-	// member's freshest evidence is that much older (found by the fault
-	// suite: with 0–2 periods of jitter and RPCTimeout 5P, the 5P Expiry
-	// of 7 members removed live ones). Raising it makes removal slower
-	// and false removals rarer.
+	// Observers is K, how many observers watch each member: its
+	// successors on K hash rings of the addresses, so that every peer
+	// watches about K members, probing each once a round, and tells news
+	// to about 2K (docs/PROTOCOL.md). A member is removed once half of its
+	// observers (at least two) alert on it. Default 8. More observers
+	// make removal need more independent evidence and spread news in
+	// fewer hops, at K probes a round per peer and 2K connections.
+	Observers int
+	// Expiry is how long an observer may go without reaching a member it
+	// watches (a probe answered with an advanced heartbeat) before it
+	// alerts on it; a refused probe alerts at once. Default:
+	// max(5, ⌈1.25·log2(N+1)⌉) × PingPeriod for N members (5 periods up
+	// to 15 members, 8 at 64, 10 at 256), and never below 2 × RPCTimeout
+	// (rounded up to whole periods), so that a slow network's probes have
+	// time to come back. Raising it makes removal of a silent host slower
+	// and alerts under message loss rarer.
 	Expiry time.Duration
 	// RPCTimeout bounds each Sync call. Default PingPeriod. Raise it
 	// where a round trip can take longer than a period; the default
@@ -133,6 +133,9 @@ func defaultExpiry(n int, period, rpcTimeout time.Duration) time.Duration {
 	return max(DefaultExpiry(n, period), floor)
 }
 
+// DefaultObservers is Observers when it is zero.
+const DefaultObservers = 8
+
 // DefaultMaxMembers is MaxMembers when it is zero.
 const DefaultMaxMembers = 10_000
 
@@ -183,6 +186,9 @@ func (c PeerConfig) withDefaults() PeerConfig {
 	set(&c.TombstoneTTL, 600*p)
 	if c.Fanout == 0 {
 		c.Fanout = 1
+	}
+	if c.Observers == 0 {
+		c.Observers = DefaultObservers
 	}
 	if c.MaxMetaBytes == 0 {
 		c.MaxMetaBytes = 16 << 10
@@ -235,7 +241,7 @@ func (c PeerConfig) Validate() error {
 	for _, n := range []struct {
 		name string
 		v    int
-	}{{"Fanout", c.Fanout}, {"MaxMetaBytes", c.MaxMetaBytes}, {"MaxDeltaEntries", c.MaxDeltaEntries}, {"MaxMembers", c.MaxMembers}} {
+	}{{"Fanout", c.Fanout}, {"Observers", c.Observers}, {"MaxMetaBytes", c.MaxMetaBytes}, {"MaxDeltaEntries", c.MaxDeltaEntries}, {"MaxMembers", c.MaxMembers}} {
 		if n.v < 0 {
 			errs = append(errs, fmt.Errorf("%s: %d is negative; use 0 for the default", n.name, n.v))
 		}

@@ -42,16 +42,18 @@ type Event struct {
 
 // Stats counts protocol activity since the peer was created.
 type Stats struct {
-	Rounds            uint64 // rounds run
-	StarvedRounds     uint64 // rounds that ran late; no expiry on them
-	SyncErrors        uint64 // outgoing exchanges that failed
-	Suspicions        uint64 // members whose evidence expired
-	SuspicionsRefuted uint64 // suspects later found running
+	Rounds        uint64 // rounds run
+	StarvedRounds uint64 // rounds that ran late; no alerts on them
+	SyncErrors    uint64 // outgoing exchanges that failed
+	// Suspicions counts the alerts this peer raised on members it
+	// observes and could not reach; SuspicionsRefuted, those it cleared
+	// because it reached the member again. A member is removed only when
+	// enough of its observers alert (docs/PROTOCOL.md).
+	Suspicions        uint64
+	SuspicionsRefuted uint64
 	Refutations       uint64 // tombstones of this peer it overrode
-	// Health is the local health score now: 0 when healthy, up to 8 while
-	// this peer's gossip exchanges fail (it waits 1+Health times as long
-	// before declaring a member failed; see docs/PROTOCOL.md).
-	Health int
+	// Alerting is how many members this peer alerts on now.
+	Alerting int
 }
 
 // Member is one entry of the membership map as Peer.Members reports it.

@@ -22,7 +22,7 @@ func benchState(b testing.TB, n int) (*state, time.Time) {
 		in = append(in, &meshpb.Entry{Addr: a, Time: uint64(i), Writer: a + "#00000001", Meta: &meshpb.PeerMeta{}})
 	}
 	s.cfg.MaxDeltaEntries = n
-	if err := s.applyEntries(in, nil, t0); err != nil {
+	if _, err := s.applyEntries(in, nil, t0); err != nil {
 		b.Fatal(err)
 	}
 	now := t0.Add(3 * p)

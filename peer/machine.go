@@ -99,7 +99,7 @@ func (m *Machine) Expiry() time.Duration { return m.st.expiry() }
 // Stats returns protocol counters.
 func (m *Machine) Stats() Stats {
 	st := m.st.stats
-	st.Health = m.st.health
+	st.Alerting = m.st.alerting()
 	return st
 }
 

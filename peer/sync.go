@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"maps"
 	"math"
-	"math/bits"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -37,7 +36,14 @@ type member struct {
 	// slices: every peer holds an entry per member, and a simulator
 	// thousands of peers.
 	cred *credentials
+	// pending marks an entry its owner wrote after it was declared
+	// failed: not listed until an observer has reached the owner.
+	pending bool
 }
+
+// listed reports whether e is a member GetMembers lists: alive and not
+// waiting for its observers (see member.pending).
+func listed(e entry) bool { return !e.Deleted && !e.Value.pending }
 
 type credentials struct{ cert, sig []byte }
 
@@ -75,14 +81,6 @@ const (
 // removal at 10 % loss either way.
 const fresherMargin = ageScale
 
-// failedProbesToDeclare is how many exchanges with a suspect must fail in
-// a row before it is declared failed (see confirmAge for when). One lost
-// message must not remove a live member; and where messages start being
-// lost, two failures in a row come often enough to meet a live member
-// whose evidence is old by chance (the simulator found such a false
-// removal at 5 % loss).
-const failedProbesToDeclare = 3
-
 // maxDeadProbes bounds the failed peers remembered for partition healing.
 const maxDeadProbes = 1024
 
@@ -98,23 +96,6 @@ var (
 	// limits (MaxDeltaEntries, MaxMembers); gRPC's ResourceExhausted.
 	errLimit = errors.New("limit exceeded")
 )
-
-// probeRun is what the failed exchanges with a suspect since it was
-// suspected say: how many counted towards declaring it (see onError), and
-// whether any ran into its deadline rather than being refused (see
-// failureTargets).
-type probeRun struct {
-	fails    int
-	timedOut bool
-}
-
-// count is fails, 0 for a suspect with no run yet.
-func (r *probeRun) count() int {
-	if r == nil {
-		return 0
-	}
-	return r.fails
-}
 
 // retry schedules attempts to reach an address with capped backoff.
 type retry struct {
@@ -132,7 +113,7 @@ type exchange struct {
 	// why the partner was chosen: its failure means different things.
 	kind exchangeKind
 	// started is when the exchange began: a failure well before its
-	// deadline was a refusal, not silence (see failureTargets).
+	// deadline was a refusal, not silence (see detector).
 	started time.Time
 }
 
@@ -140,7 +121,7 @@ type exchangeKind int
 
 const (
 	gossipPartner exchangeKind = iota
-	suspectProbe               // confirm a member whose evidence expired
+	observeProbe               // an observer reaching one of its subjects
 	seedProbe
 	deadProbe // a failed member, to heal partitions
 	push      // one-way: a fresh write told at once; not a partner exchange
@@ -178,15 +159,12 @@ type state struct {
 	// scans of seen.
 	ev     []evidence
 	heldOK []bool
-	// seenFloor is at most every member's seen (self excepted), or
-	// noEvidence when unknown; heldSame says that no member's held
-	// digest differs from ours. They let a round skip two of its passes
-	// over the view: a cluster that runs well has no expired member and
-	// holds one state, and at thousands of members the passes are cache
-	// misses, not arithmetic. (A count of the differing digests would
-	// cost learnAt a read of held[i], another miss, for every news.)
-	seenFloor time.Duration
-	heldSame  bool
+	// heldSame says that no member's held digest differs from ours: it
+	// lets a round skip a pass over the view, which at thousands of
+	// members is cache misses, not arithmetic. (A count of the differing
+	// digests would cost learnAt a read of held[i], another miss, for
+	// every news.)
+	heldSame bool
 	// graced holds the grace evidence (seen = when we learnt of it) of
 	// members that became live since the last rebuildView, gone those
 	// that stopped being live: rebuildView merges them into the view.
@@ -203,37 +181,31 @@ type state struct {
 	expiryD time.Duration
 	perUnit float64 // ageScale / PingPeriod, for ageAt
 
-	// suspects maps each suspect to the time after which it must be
-	// seen running to be cleared: evidence of life from before a failed
-	// exchange says nothing about why it failed.
-	suspects  map[string]time.Time
-	probes    map[string]*probeRun // each suspect's failed exchanges so far
+	// The liveness overlay (see overlay): ov over the view, rebuilt when
+	// the view changes; subjects are the members this peer observes and
+	// neighbours those it tells news to (its subjects and observers).
+	ov         *overlay
+	subjects   []string
+	neighbours []string
+	det        detector
+	reps       reports
+	heartbeat  uint64 // advanced every round, sent in probe answers
+	// pendingSelf is set once this peer refuted a failure of itself, until
+	// one of its observers reaches it: its own entries are pending meanwhile.
+	pendingSelf bool
+	pending     map[string]bool // members whose live entry is pending
+
 	seeds     map[string]*retry
 	dead      map[string]*retry
 	removedAt map[string]time.Time // when each tombstone arrived, for purging
 	inflight  map[string]bool
 	lastRound time.Time
-	resumed   time.Time // end of our last stall; expiry counts from here at the earliest
-	// refuted is when a suspect of ours last turned out to run (see
-	// confirmAge); started is when this state was created.
-	refuted, started time.Time
-	// health is this peer's local health score, 0 when healthy, at most
-	// maxHealth (Lifeguard's local health multiplier): a failed gossip
-	// exchange (with a member we did not suspect) raises it, as does
-	// having to refute our own failure; one that goes through lowers it.
-	// A peer whose exchanges with live members fail is starved,
-	// overloaded or cut off itself, and its failed exchanges say little
-	// about the others: see confirmAge and probeSuspects.
-	health    int
 	leaving   bool
 	selfStamp crdt.Stamp // stamp of this process's latest own entry
-	// failedAt holds when the members that failed lately did (see round
-	// and failureTargets); renewAt rate-limits renewals (see round).
+	// failedAt holds when the members that failed lately did, and
+	// renewAt rate-limits renewals (see round).
 	failedAt []time.Time
 	renewAt  time.Time
-	// broadcastAt is when this peer may next tell a meta update or a
-	// failure to every member at once (see broadcast).
-	broadcastAt time.Time
 
 	// Side effects for the caller to carry out after releasing its lock.
 	forget []string
@@ -251,18 +223,15 @@ func newState(cfg PeerConfig, now time.Time) *state {
 		rng:       cfg.Rand,
 		log:       cfg.Logger,
 		selfPos:   -1,
-		seenFloor: noEvidence,
 		origin:    now,
 		offNow:    now,
 		expiryN:   -1,
 		perUnit:   1 / float64(cfg.PingPeriod/ageScale),
-		suspects:  map[string]time.Time{},
-		probes:    map[string]*probeRun{},
+		pending:   map[string]bool{},
 		seeds:     map[string]*retry{},
 		dead:      map[string]*retry{},
 		removedAt: map[string]time.Time{},
 		inflight:  map[string]bool{},
-		started:   now,
 	}
 	s.assertSelf(now)
 	return s
@@ -275,7 +244,7 @@ func (s *state) assertSelf(now time.Time) entry { return s.assertSelfAt(s.tick(n
 // assertSelfAt writes our own entry at Lamport time t.
 func (s *state) assertSelfAt(t uint64, now time.Time) entry {
 	e := entry{Key: s.self, Stamp: crdt.Stamp{Time: t, Writer: s.writer},
-		Value: member{meta: s.meta, state: meshpb.State_STATE_ALIVE}}
+		Value: member{meta: s.meta, state: meshpb.State_STATE_ALIVE, pending: s.pendingSelf}}
 	s.sign(&e)
 	s.selfStamp = e.Stamp
 	if c, ok, _ := s.members.Put(e); ok {
@@ -294,36 +263,9 @@ func (s *state) setMeta(meta *meshpb.PeerMeta, now time.Time) error {
 	}
 	s.meta = proto.Clone(meta).(*meshpb.PeerMeta)
 	if !s.leaving {
-		s.push(s.assertSelf(now), s.updateTargets(now))
+		s.spread([]entry{s.assertSelf(now)}, nil, "", now)
 	}
 	return nil
-}
-
-// updateTargets returns the members a meta update of ours is pushed to:
-// every other member if the broadcast budget allows (see broadcast), so
-// that everyone holds it one hop later; otherwise Fanout+2 of them, from
-// which it spreads by anti-entropy. Receivers do not relay updates:
-// epidemic relaying costs (Fanout+2)·N pushes for the coverage N-1 direct
-// ones give, and misses some members all the same.
-func (s *state) updateTargets(now time.Time) []string {
-	if s.broadcast(now) {
-		return s.others()
-	}
-	return s.randomOthers(s.cfg.Fanout + 2)
-}
-
-// broadcast reports whether this peer may tell every other member
-// something now, and if so spends its budget: at most once in
-// (N-1)/(Fanout+2) periods, which keeps the pushes of a peer's broadcasts
-// to Fanout+2 a period on average however often it has news.
-func (s *state) broadcast(now time.Time) bool {
-	k := s.cfg.Fanout + 2
-	n := len(s.view) - 1 // the others
-	if n <= k || now.Before(s.broadcastAt) {
-		return false
-	}
-	s.broadcastAt = now.Add(s.cfg.PingPeriod * time.Duration(n) / time.Duration(k))
-	return true
 }
 
 // addSeed schedules addr to be contacted until it is a live member.
@@ -340,29 +282,25 @@ func (s *state) addSeed(addr string, now time.Time) error {
 
 // liveMember reports whether addr is a live member other than self.
 func (s *state) liveMember(addr string) bool {
-	_, ok := s.members.Get(addr)
-	return ok && addr != s.self
+	m, ok := s.members.Get(addr)
+	return ok && !m.pending && addr != s.self
 }
 
 // round starts a gossip round at now and returns the exchanges to run.
 func (s *state) round(now time.Time) []*exchange {
 	p := s.cfg.PingPeriod
-	starved := false
 	if !s.lastRound.IsZero() {
 		if gap := now.Sub(s.lastRound); gap > 2*p {
 			// Our own rounds ran late (CPU starvation, a paused process):
-			// nobody could reach us to refresh evidence either, so give
-			// every member a fresh Expiry from now before suspecting it.
-			// The evidence itself stays true: we keep passing on its real
-			// age, so our stall never makes a crashed peer look alive.
-			s.resumed = now
-			s.refuted = now // and distrust failed exchanges for a while: see confirmAge
-			starved = true
+			// our probes could not run either, so give every subject a
+			// fresh Expiry from now before alerting on it.
+			s.det.resume(now)
 			s.stats.StarvedRounds++
-			s.log.Warn("round ran late; not expiring members on stale evidence", "late", gap-p)
+			s.log.Warn("round ran late; not alerting on members on stale evidence", "late", gap-p)
 		}
 	}
 	s.lastRound = now
+	s.heartbeat++
 	s.stats.Rounds++
 	s.purge(now)
 	// Failures within the last Expiry; two or more look like a partition.
@@ -372,9 +310,6 @@ func (s *state) round(now time.Time) []*exchange {
 		// other side is declaring us failed too, over the entry of ours
 		// it last saw. A newer entry makes those tombstones lose on
 		// arrival, so the heal does not make us flap on our own side.
-		// Not after a single failure: under message loss a false one
-		// would make every member renew, and the exchanges of differing
-		// states that follow are slower, so more of them time out.
 		// At most once an Expiry: N peers re-stamping is N entries to
 		// spread. One above our writer's last time is enough to win,
 		// and unlike a tick it never carries a clock that a rogue pushed
@@ -384,6 +319,9 @@ func (s *state) round(now time.Time) []*exchange {
 		s.clock.Observe(t)
 		s.assertSelfAt(t, now)
 	}
+	s.refreshOverlay(now)
+	s.observeAll(now)
+	s.decideAll(now)
 
 	var out []*exchange
 	start := func(addr string, kind exchangeKind) {
@@ -391,15 +329,14 @@ func (s *state) round(now time.Time) []*exchange {
 			return
 		}
 		s.inflight[addr] = true
-		out = append(out, &exchange{addr: addr, req: s.digestRequest(now), view: s.view, kind: kind, started: now})
-	}
-	if !starved {
-		for _, i := range s.expiredPositions(now) {
-			s.suspect(s.view[i], s.lastSeen(s.view[i]))
+		req := s.digestRequest(now)
+		if kind == observeProbe {
+			req = &meshpb.SyncRequest{Cluster: s.cfg.ClusterName, From: s.self, Digest: s.digest, Probe: true}
 		}
+		out = append(out, &exchange{addr: addr, req: req, view: s.view, kind: kind, started: now})
 	}
-	for _, a := range s.probeSuspects() {
-		start(a, suspectProbe)
+	for _, a := range s.subjects {
+		start(a, observeProbe)
 	}
 	for _, addr := range slices.Sorted(maps.Keys(s.seeds)) { // sorted: same seed, same run
 		if !s.liveMember(addr) && !now.Before(s.seeds[addr].next) {
@@ -418,101 +355,31 @@ func (s *state) round(now time.Time) []*exchange {
 	if due != "" {
 		start(due, deadProbe)
 	}
-	// Fanout partners, uniformly among live members not already busy.
+	// Fanout partners among the overlay neighbours not already busy: the
+	// overlay is an expander, so anti-entropy over it reaches everyone,
+	// and a peer's connections stay bounded by its overlay.
 	for _, a := range s.partners(s.cfg.Fanout) {
 		start(a, gossipPartner)
 	}
 	return out
 }
 
-// probeSuspects returns the suspects to probe this round: every one
-// while this peer is healthy, so that several crashes at once are all
-// confirmed within the same few rounds; otherwise Fanout+2 of them, those
-// nearest to being declared (most failed probes) first, ties at random.
-// Probing every suspect every round is what turned overload into
-// collapse: 64 peers in one process beside two busy cores had to join
-// while starved, exchanges timed out, members' evidence went stale, so
-// each peer suspected dozens of live members and probed them all each
-// round, which starved it further (4 runs in 8 ended in thousands of
-// false removals a minute, lasting as long as the load did; 0 in 20
-// with this cap and confirmAge's health multiplier).
-func (s *state) probeSuspects() []string {
-	if len(s.suspects) == 0 {
-		return nil
-	}
-	var out []string
-	for _, a := range s.view { // in view order: same seed, same run
-		if _, ok := s.suspects[a]; ok {
-			out = append(out, a)
-		}
-	}
-	if k := s.cfg.Fanout + 2; s.health > 0 && len(out) > k {
-		s.rng.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
-		slices.SortStableFunc(out, func(a, b string) int { return s.probes[b].count() - s.probes[a].count() })
-		out = out[:k]
-	}
-	return out
-}
-
-// partners draws k distinct members uniformly among the candidates: the
-// live members other than self, not suspected (probeSuspects contacts
-// those, and a failed exchange with one says nothing of this peer's own
-// health) and with no exchange in flight, in view order. It draws as a
-// swap-remove over a list of the candidates would, without building that
-// list (N strings a round at every peer): a draw names a rank among the
-// candidates, mapped to a view position by skipping the few members
-// excluded.
+// partners draws up to k distinct neighbours with no exchange in flight.
 func (s *state) partners(k int) []string {
-	var excluded []int // view positions that are not candidates, sorted
-	if s.selfPos >= 0 {
-		excluded = append(excluded, s.selfPos)
-	}
-	for a := range s.inflight {
-		if i, ok := s.pos(a); ok && i != s.selfPos {
-			excluded = append(excluded, i)
+	var free []string
+	for _, a := range s.neighbours {
+		if !s.inflight[a] {
+			free = append(free, a)
 		}
 	}
-	for a := range s.suspects {
-		if i, ok := s.pos(a); ok && i != s.selfPos && !s.inflight[a] {
-			excluded = append(excluded, i)
-		}
-	}
-	slices.Sort(excluded)
-	n := len(s.view) - len(excluded)
-	// moved lists {r, m}: a swap-remove put the candidate of rank m at
-	// rank r. Fanout is small, so a list beats a map.
-	var moved [][2]int
-	rankAt := func(r int) int {
-		for _, rm := range moved {
-			if rm[0] == r {
-				return rm[1]
-			}
-		}
-		return r
-	}
-	var out []string
-	for ; k > 0 && n > 0; k-- {
-		j := s.rng.IntN(n)
-		i := rankAt(j)
-		for _, e := range excluded {
-			if e > i {
-				break
-			}
-			i++
-		}
-		out = append(out, s.view[i])
-		last := rankAt(n - 1)
-		moved = slices.DeleteFunc(moved, func(rm [2]int) bool { return rm[0] == j })
-		moved = append(moved, [2]int{j, last})
-		n--
-	}
-	return out
+	s.rng.Shuffle(len(free), func(i, j int) { free[i], free[j] = free[j], free[i] })
+	return free[:min(k, len(free))]
 }
 
 // digestRequest is the first message of an exchange: the state digest and
 // one age byte per member of the view, nothing else.
 func (s *state) digestRequest(now time.Time) *meshpb.SyncRequest {
-	req := &meshpb.SyncRequest{Cluster: s.cfg.ClusterName, Digest: s.digest, Ages: s.denseAges(now)}
+	req := &meshpb.SyncRequest{Cluster: s.cfg.ClusterName, From: s.self, Digest: s.digest, Ages: s.denseAges(now)}
 	if s.heldSame {
 		return req
 	}
@@ -634,90 +501,6 @@ func ageOf(t, now, unit time.Duration, perUnit float64) byte {
 	return byte(n)
 }
 
-// silent is how long addr has shown no sign of life, not counting time
-// before our own last stall.
-func (s *state) silent(addr string, now time.Time) time.Duration {
-	last := s.lastSeen(addr)
-	if s.resumed.After(last) {
-		last = s.resumed
-	}
-	return now.Sub(last)
-}
-
-// suspect starts probing addr every round until it is seen running
-// after since, or is declared failed.
-func (s *state) suspect(addr string, since time.Time) {
-	old, ok := s.suspects[addr]
-	if !ok {
-		s.stats.Suspicions++
-	}
-	if !ok || since.After(old) {
-		s.suspects[addr] = since
-	}
-}
-
-// cautious reports whether a suspicion of ours turned out false within
-// the last calmWindow Expiries, or this peer is in its first startWindow
-// Expiries and so has not watched its network long enough.
-func (s *state) cautious(now time.Time) bool {
-	e := s.expiry()
-	return now.Sub(s.started) < startWindow*e || !s.refuted.IsZero() && now.Sub(s.refuted) < calmWindow*e
-}
-
-// calmWindow and startWindow are how long, in Expiries, a refuted
-// suspicion and a start keep a peer on the cautious rule. Where messages
-// are lost, suspicions turn out false every few rounds, so a long
-// calmWindow keeps such a peer cautious throughout.
-const (
-	calmWindow  = 12
-	startWindow = 2
-)
-
-// maxHealth caps the local health score: a peer that stops hearing from
-// anyone waits at most (1+maxHealth)·confirmAge, and so still drops the
-// others, later (Lifeguard's cap, 8).
-const maxHealth = 8
-
-// confirmAge is how long a suspect must have been silent, by everyone's
-// evidence, before failed exchanges may declare it failed.
-//
-// While our exchanges fail only with dead partners, it is half of Expiry
-// (rounded up to a whole period): detection then takes about that long,
-// not Expiry plus probes. Once a suspicion of ours turns out false (our
-// network loses messages, or we or our partners are starved), for
-// calmWindow Expiries, and in a peer's first startWindow Expiries, it is
-// the full Expiry: a live member's evidence can be half an Expiry old by
-// chance, and where messages are lost, failed exchanges in a row come
-// often enough to meet that chance; the simulator's loss scenarios
-// measure it.
-//
-// Either is multiplied by 1 + health, as Lifeguard scales its timeouts by
-// local health: while this peer's own gossip exchanges fail, a member's
-// silence is as likely its fault as the member's, and declaring more
-// failures would add the full exchanges, pushes and refutations of each
-// to the load that caused them.
-func (s *state) confirmAge(now time.Time) time.Duration {
-	base := s.halfExpiry()
-	if s.cautious(now) {
-		base = s.expiry()
-	}
-	return time.Duration(1+s.health) * base
-}
-
-// halfExpiry is half of Expiry, rounded up to a whole period.
-func (s *state) halfExpiry() time.Duration {
-	p := s.cfg.PingPeriod
-	return (s.expiry()/2 + p - 1) / p * p
-}
-
-// lastSeen returns when addr was last known to run (zero if never).
-func (s *state) lastSeen(addr string) time.Time {
-	if i, ok := s.pos(addr); ok && s.ev[i].seen != noEvidence {
-		return s.origin.Add(s.ev[i].seen)
-	}
-	return time.Time{}
-}
-
 // grace gives a member that just became live evidence as of now: it is
 // not expired before it had a chance to be heard of.
 func (s *state) grace(addr string, now time.Time) {
@@ -733,45 +516,6 @@ type evidence struct {
 type graceItem struct {
 	addr string
 	at   time.Duration
-}
-
-// expiredPositions returns the view positions of the members other than
-// self that expired: expiredAt for each, with a fast pass that skips the
-// members with fresh evidence.
-func (s *state) expiredPositions(now time.Time) []int {
-	fresh := s.offset(now) - s.expiry() // evidence at or after this is fresh
-	if s.seenFloor >= fresh {
-		return nil // seen only grows between rebuildViews
-	}
-	var out []int
-	floor := time.Duration(math.MaxInt64)
-	for i := range s.ev {
-		t := s.ev[i].seen
-		if i == s.selfPos {
-			continue
-		}
-		floor = min(floor, t)
-		if t < fresh && s.expiredAt(i, now) {
-			out = append(out, i)
-		}
-	}
-	s.seenFloor = floor
-	return out
-}
-
-// expiredAt is expired for view position i.
-func (s *state) expiredAt(i int, now time.Time) bool {
-	off, exp := s.offset(now), s.expiry()
-	last := s.ev[i].seen
-	if last != noEvidence && off-last <= exp {
-		return false // fresh evidence; a stall only ever moves last later
-	}
-	if !s.resumed.IsZero() {
-		if r := s.resumed.Sub(s.origin); r > last {
-			last = r
-		}
-	}
-	return last == noEvidence || off-last > exp
 }
 
 // expiry is Expiry, or by default max(5, ⌈1.25·log2(N+1)⌉) rounds and at
@@ -829,17 +573,6 @@ func (s *state) learnAt(i int, age byte, digest uint64, now time.Time) {
 		s.ev[i] = evidence{t, digest}
 		s.heldSame = s.heldSame && digest == s.digest
 		s.heldOK[i] = true
-		// The length first: the lookup would read view[i], a cache miss
-		// for every piece of news in a large view, to search an empty map.
-		if len(s.suspects) == 0 {
-			return
-		}
-		if since, ok := s.suspects[s.view[i]]; ok && s.origin.Add(t).After(since) && off-t <= s.expiry() {
-			delete(s.suspects, s.view[i])
-			delete(s.probes, s.view[i])
-			s.stats.SuspicionsRefuted++
-			s.refuted = now
-		}
 	}
 }
 
@@ -908,24 +641,27 @@ func (s *state) answer(req *meshpb.SyncRequest, now time.Time) (*meshpb.SyncResp
 		return nil, fmt.Errorf("%w: this peer is in %q, the request came from %q", errClusterMismatch, s.cfg.ClusterName, req.GetCluster())
 	}
 	if req.GetPush() {
-		// Not relayed: see declare.
-		if err := s.applyEntries(req.GetDelta(), nil, now); err != nil {
+		if err := s.merge(req.GetDelta(), nil, req.GetReports(), req.GetFrom(), now); err != nil {
 			return nil, err
 		}
 		return &meshpb.SyncResponse{}, nil
 	}
+	s.reachedBy(req.GetFrom(), now)
 	if !req.GetFull() {
-		if req.GetDigest() == s.digest && len(req.GetAges()) == len(s.view) {
+		if req.GetProbe() && req.GetDigest() == s.digest {
+			return &meshpb.SyncResponse{Heartbeat: s.heartbeat}, nil
+		}
+		if !req.GetProbe() && req.GetDigest() == s.digest && len(req.GetAges()) == len(s.view) {
 			return s.answerAges(req, now), nil
 		}
 		return &meshpb.SyncResponse{Digest: s.digest, Version: encodeVersion(s.members.Version()),
-			Clock: s.clock.Time(), Floor: s.members.Floor()}, nil
+			Clock: s.clock.Time(), Floor: s.members.Floor(), Heartbeat: s.heartbeat}, nil
 	}
 	theirs, err := decodeVersion(req.GetVersion())
 	if err != nil {
 		return nil, err
 	}
-	if err := s.applyEntries(req.GetDelta(), covers(theirs, req.GetCut()), now); err != nil {
+	if err := s.merge(req.GetDelta(), covers(theirs, req.GetCut()), req.GetReports(), req.GetFrom(), now); err != nil {
 		return nil, err
 	}
 	s.observeClock(req.GetClock())
@@ -940,6 +676,7 @@ func (s *state) answer(req *meshpb.SyncRequest, now time.Time) (*meshpb.SyncResp
 		NamedAges: s.namedAges(now),
 		Clock:     s.clock.Time(),
 		Floor:     s.members.Floor(),
+		Reports:   encodeReports(s.reps.all()),
 	}, nil
 }
 
@@ -1066,11 +803,12 @@ func (s *state) onResponse(ex *exchange, resp *meshpb.SyncResponse, now time.Tim
 		s.pushed(ex)
 		return nil, nil
 	}
-	if ex.kind == suspectProbe || ex.kind == deadProbe || ex.kind == seedProbe {
+	if ex.kind == deadProbe || ex.kind == seedProbe {
 		s.reached(ex, now)
 	}
-	if ex.kind == gossipPartner && !ex.req.GetFull() { // once an exchange
-		s.health = max(s.health-1, 0)
+	if ex.kind == observeProbe && !ex.req.GetFull() { // once an exchange
+		s.det.answered(ex.addr, resp.GetHeartbeat(), now)
+		s.observe(ex.addr, now)
 	}
 	s.observeClock(resp.GetClock())
 	if ex.req.GetFull() {
@@ -1079,7 +817,7 @@ func (s *state) onResponse(ex *exchange, resp *meshpb.SyncResponse, now time.Tim
 		if err != nil {
 			return nil, err
 		}
-		if err := s.applyEntries(resp.GetDelta(), covers(theirs, resp.GetCut()), now); err != nil {
+		if err := s.merge(resp.GetDelta(), covers(theirs, resp.GetCut()), resp.GetReports(), ex.addr, now); err != nil {
 			return nil, err
 		}
 		s.learnNamed(resp.GetNamedAges(), now)
@@ -1090,6 +828,10 @@ func (s *state) onResponse(ex *exchange, resp *meshpb.SyncResponse, now time.Tim
 	if len(resp.GetVersion()) == 0 { // equal states: see answerAges
 		defer s.done(ex)
 		same := ex.req.GetDigest()
+		if ex.req.GetProbe() {
+			s.learn(ex.addr, 0, same, now)
+			return nil, nil
+		}
 		idx, ages := resp.GetFresherIndex(), resp.GetFresherAges()
 		other := others(resp.GetOtherIndex(), resp.GetOtherDigest())
 		for j := 0; j < len(idx) && j < len(ages); j++ {
@@ -1124,6 +866,7 @@ func (s *state) onResponse(ex *exchange, resp *meshpb.SyncResponse, now time.Tim
 		Cut:       d.Cut,
 		NamedAges: s.namedAges(now),
 		Clock:     s.clock.Time(),
+		Reports:   encodeReports(s.reps.all()),
 	}}
 	return next, nil
 }
@@ -1153,33 +896,11 @@ func (s *state) onError(ex *exchange, err error, now time.Time) {
 	}
 	s.done(ex)
 	switch ex.kind {
-	case gossipPartner, suspectProbe:
-		// A member we cannot reach is suspected at once (SWIM's direct
-		// probe), but declared failed only after failedProbesToDeclare
-		// failures in a row, once the cluster's evidence of it is older
-		// than confirmAge. On the cautious rule, failures count only once
-		// the evidence is half an Expiry old.
-		if !s.liveMember(ex.addr) {
-			break
-		}
-		if ex.kind == gossipPartner {
-			s.health = min(s.health+1, maxHealth)
-		}
-		s.suspect(ex.addr, now.Add(-s.cfg.RPCTimeout)) // when the call started, at the latest
-		run := s.probes[ex.addr]
-		if run == nil {
-			run = &probeRun{}
-			s.probes[ex.addr] = run
-		}
-		run.timedOut = run.timedOut || now.Sub(ex.started) >= s.cfg.RPCTimeout/2
-		silent := s.silent(ex.addr, now)
-		if s.cautious(now) && silent <= s.halfExpiry() {
-			break
-		}
-		run.fails++
-		if run.fails >= failedProbesToDeclare && silent > s.confirmAge(now) {
-			s.log.Info("member failed", "addr", ex.addr, "silent", silent.Round(time.Millisecond), "health", s.health, "cautious", s.cautious(now), "err", err)
-			s.fail(ex.addr, !run.timedOut, now)
+	case observeProbe:
+		if !ex.req.GetFull() {
+			// Failed before half its deadline: refused, nothing listens.
+			s.det.failed(ex.addr, now.Sub(ex.started) < s.cfg.RPCTimeout/2)
+			s.observe(ex.addr, now)
 		}
 	case seedProbe:
 		s.backoff(s.seeds[ex.addr], now)
@@ -1210,12 +931,10 @@ func (s *state) backoff(r *retry, now time.Time) {
 
 func (s *state) done(ex *exchange) { delete(s.inflight, ex.addr) }
 
-// fail declares addr failed and pushes the failure (see failureTargets);
-// refused tells whether every failed exchange that suspected it failed
-// fast.
-func (s *state) fail(addr string, refused bool, now time.Time) {
+// fail declares addr failed and tells the neighbours.
+func (s *state) fail(addr string, now time.Time) {
 	if e, ok := s.declare(addr, meshpb.State_STATE_FAILED, now); ok {
-		s.push(e, s.failureTargets(refused, now))
+		s.spread([]entry{e}, nil, "", now)
 	}
 }
 
@@ -1240,48 +959,6 @@ func (s *state) declare(addr string, st meshpb.State, now time.Time) (entry, boo
 	return e, ok
 }
 
-// failureTargets returns the members a failure we declared (already in
-// failedAt) is pushed to: every other member when a broadcast is
-// warranted, otherwise ⌈log2 N⌉ of them, from which it spreads by
-// anti-entropy. Receivers do not relay it. A broadcast spends the budget
-// meta updates share.
-//
-// Anti-entropy from a few holders takes two to three rounds at Fanout 1
-// (bench, N = 64: the first survivor dropped a crashed peer 3.5-4.5
-// periods after the crash, the last one 2.2-3 periods later); a broadcast
-// makes it one hop. But each costs N-1 pushes, and a false one makes every
-// member drop a live peer and take its refutation, so it asks more than
-// the declaration did:
-//   - the member refused every exchange since we suspected it (each failed
-//     in under half of RPCTimeout: nothing listens at its address, a
-//     crashed process rather than a silent or slow one). A timeout is what
-//     a starved or partitioned peer sees too: 64 peers joining in one
-//     process beside two busy loops once had a calm, healthy peer declare
-//     a live member after three timeouts, and its broadcast made 37 peers
-//     drop it. Every failure of the run counts, not only the last: after
-//     one timed-out connect, gRPC fails the next calls at once (see
-//     WaitReady) however alive the member is;
-//   - this peer is healthy and not cautious: gated on health alone, 128
-//     peers in one process (short of CPU and of descriptors) had 5,227
-//     false removals in a bench run, against 107 before broadcasts;
-//   - it is the only failure this peer has seen in the last Expiry: when
-//     several members fail together, every declarer's broadcast arrives
-//     at once, just when the cluster is busiest (64 peers beside one busy
-//     core, 8 crashes: removed by all in a median of 10-18 periods over 3
-//     runs of 15 with every failure broadcast, 9.8 with the first only);
-//   - the budget allows it.
-//
-// Relaying by receivers was worse: each relaying a failure once to
-// Fanout+2 others (SWIM's rumour mongering) set off thousands of false
-// removals in 2 of 5 runs of 8 crashes among 64 peers beside one busy
-// core.
-func (s *state) failureTargets(refused bool, now time.Time) []string {
-	if refused && s.health == 0 && !s.cautious(now) && len(s.failedAt) <= 1 && s.broadcast(now) {
-		return s.others()
-	}
-	return s.randomOthers(max(s.cfg.Fanout+2, bits.Len(uint(len(s.view)))))
-}
-
 // failedStamp is the stamp of a failure declared over an entry stamped
 // alive: the same time, and the writer with failedMark appended, which
 // sorts just above it. A failure so kills exactly the entry its declarer
@@ -1295,14 +972,6 @@ func failedStamp(alive crdt.Stamp) crdt.Stamp {
 
 // failedMark ends the writer id of a failure tombstone.
 const failedMark = "!"
-
-// randomOthers returns n random live members other than self, or all of
-// them if there are fewer.
-func (s *state) randomOthers(n int) []string {
-	others := s.others()
-	s.rng.Shuffle(len(others), func(i, j int) { others[i], others[j] = others[j], others[i] })
-	return others[:min(len(others), n)]
-}
 
 // others returns every live member but self.
 func (s *state) others() []string {
@@ -1363,11 +1032,48 @@ func (s *state) checkFloor(floor uint64, now time.Time) {
 	}
 }
 
-// applyEntries validates and merges received entries. Nothing changes
-// when any entry is invalid.
-func (s *state) applyEntries(in []*meshpb.Entry, cov crdt.VersionVector, now time.Time) error {
+// merge validates and applies received entries and reports, then tells
+// the neighbours other than from what was news here (see relayLimit).
+// Nothing changes when anything is invalid.
+func (s *state) merge(in []*meshpb.Entry, cov crdt.VersionVector, prs []*meshpb.Report, from string, now time.Time) error {
+	rs := make([]report, 0, len(prs))
+	for _, pr := range prs {
+		r, err := decodeReport(pr)
+		if err != nil {
+			return err
+		}
+		rs = append(rs, r)
+	}
+	news, err := s.applyEntries(in, cov, now)
+	if err != nil {
+		return err
+	}
+	var fresh []report
+	for _, r := range rs {
+		if s.putReport(r) {
+			fresh = append(fresh, r)
+		}
+	}
+	if len(fresh) > 0 {
+		s.decideAll(now)
+	}
+	if len(news) > relayLimit {
+		news = nil // a joiner's first delta: everyone else has it
+	}
+	s.spread(news, fresh, from, now)
+	return nil
+}
+
+// relayLimit is the most entries a peer relays from one message. Fresh
+// writes come a few at a time; a delta of many is a joiner catching up
+// or a partition healing, which anti-entropy carries.
+const relayLimit = 32
+
+// applyEntries validates and merges received entries and returns those
+// that changed the map. Nothing changes when any entry is invalid.
+func (s *state) applyEntries(in []*meshpb.Entry, cov crdt.VersionVector, now time.Time) ([]entry, error) {
 	if len(in) > s.cfg.MaxDeltaEntries && !sameTime(in) {
-		return fmt.Errorf("%w: delta of %d entries, above MaxDeltaEntries (%d)", errLimit, len(in), s.cfg.MaxDeltaEntries)
+		return nil, fmt.Errorf("%w: delta of %d entries, above MaxDeltaEntries (%d)", errLimit, len(in), s.cfg.MaxDeltaEntries)
 	}
 	sc := applyScratches.Get().(*applyScratch)
 	defer sc.put()
@@ -1375,45 +1081,49 @@ func (s *state) applyEntries(in []*meshpb.Entry, cov crdt.VersionVector, now tim
 	for _, pe := range in {
 		e, err := s.decodeEntry(pe)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		// Signatures are checked only for entries that would win: the
 		// others change nothing, and checking costs a public-key operation.
 		if cur, ok := s.members.Lookup(e.Key); !ok || cur.Stamp.Less(e.Stamp) {
 			if err := s.verify(e); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		entries = append(entries, e)
 		sc.entries = entries // so that put clears them, whatever returns
 	}
 	if err := s.checkRoom(entries); err != nil {
-		return err
+		return nil, err
 	}
 	changes, err := s.members.AppendDelta(sc.changes[:0], crdt.Delta[string, member]{Entries: entries, Covers: cov})
 	if err != nil {
-		return fmt.Errorf("%w: %w", errBadRequest, err)
+		return nil, fmt.Errorf("%w: %w", errBadRequest, err)
 	}
 	sc.changes = changes
 	for _, e := range entries {
 		s.clock.Observe(e.Stamp.Time)
 	}
+	news := make([]entry, 0, len(changes))
+	for _, c := range changes {
+		news = append(news, c.New)
+	}
 	s.changed(changes, now)
 	if e, ok := s.members.Lookup(s.self); ok && e.Stamp != s.selfStamp && !s.leaving {
 		// Our entry was overridden: declared failed by someone, or an entry
 		// of a previous life of this address (alive with an old meta, or
-		// left). This process is the authority on its own entry.
+		// left). This process is the authority on its own entry; but once
+		// declared failed, its new entry is pending until one of its
+		// observers reaches it, so a member that can call out but cannot
+		// be reached stays removed however often it refutes.
 		s.stats.Refutations++
 		if e.Deleted && e.Value.state == meshpb.State_STATE_FAILED {
-			// Others could not hear from us in time: we are the slow one.
-			s.health = min(s.health+1, maxHealth)
+			s.pendingSelf = true
 		}
-		s.log.Info("refuting an entry for this peer", "writer", e.Stamp.Writer, "stamp", e.Stamp.String(), "state", e.Value.state)
-		// Told to everyone, as a broadcast failure is: a false failure
-		// must not linger while the refutation spreads by anti-entropy.
-		s.push(s.assertSelf(now), s.others())
+		s.log.Info("refuting an entry for this peer", "writer", e.Stamp.Writer, "stamp", e.Stamp.String(), "state", e.Value.state, "pending", s.pendingSelf)
+		news = append(news, s.assertSelf(now))
 	}
-	return nil
+	return news, nil
 }
 
 // applyScratch holds the decoded entries and the changes of one
@@ -1553,7 +1263,7 @@ func (s *state) decodeEntry(pe *meshpb.Entry) (entry, error) {
 		return entry{}, fmt.Errorf("%w: meta of %s is %d bytes, above MaxMetaBytes (%d)", errBadRequest, addr, n, s.cfg.MaxMetaBytes)
 	}
 	return entry{Key: addr, Stamp: crdt.Stamp{Time: pe.GetTime(), Writer: w}, Deleted: st != meshpb.State_STATE_ALIVE,
-		Value: member{meta: meta, state: st, cred: newCredentials(cert, sig)}}, nil
+		Value: member{meta: meta, state: st, cred: newCredentials(cert, sig), pending: pe.GetPending() && st == meshpb.State_STATE_ALIVE}}, nil
 }
 
 // metaSize is proto.Size(m) without reflection: every received entry
@@ -1594,47 +1304,54 @@ func (s *state) changed(changes []crdt.Change[string, member], now time.Time) {
 		}
 		s.digest ^= entryHash(c.New)
 		addr := c.New.Key
-		wasLive := c.HadOld && !c.Old.Deleted
-		switch {
-		case !c.New.Deleted && !wasLive:
-			viewChanged = true
+		wasLive, isLive := c.HadOld && listed(c.Old), listed(c.New)
+		if p := !c.New.Deleted && c.New.Value.pending; p != s.pending[addr] {
+			if p {
+				s.pending[addr] = true
+			} else {
+				delete(s.pending, addr)
+			}
+			s.subjects = nil // pending members are watched too: see refreshOverlay
+		}
+		if c.New.Deleted {
+			s.removedAt[addr] = now
+		} else {
 			delete(s.removedAt, addr)
+		}
+		switch {
+		case isLive && !wasLive:
+			viewChanged = true
 			delete(s.dead, addr)
 			if addr != s.self {
 				s.grace(addr, now) // evidence starts when we learn of it
 				s.emit(EventJoin, addr, c.New.Value.meta, now)
 			}
-		case !c.New.Deleted:
+		case isLive:
 			if addr != s.self {
 				s.emit(EventUpdate, addr, c.New.Value.meta, now)
 			}
 		case wasLive:
 			viewChanged = true
-			s.removedAt[addr] = now
 			s.gone = append(s.gone, addr) // its evidence goes with its view position
-			delete(s.suspects, addr)
-			delete(s.probes, addr)
 			if addr == s.self {
 				break
 			}
 			s.forget = append(s.forget, addr)
 			kind := EventFailed
-			if c.New.Value.state == meshpb.State_STATE_LEFT {
+			switch {
+			case c.New.Value.state == meshpb.State_STATE_LEFT:
 				kind = EventLeave
-			} else {
+				delete(s.dead, addr)
+			case c.New.Deleted:
 				s.rememberDead(addr, now)
 				s.failedAt = append(s.failedAt, now)
 			}
-			if c.New.Value.state == meshpb.State_STATE_LEFT {
-				delete(s.dead, addr)
-			}
 			s.emit(kind, addr, c.Old.Value.meta, now)
-		default: // a tombstone replaced by a newer tombstone
-			s.removedAt[addr] = now
-			if c.New.Value.state == meshpb.State_STATE_LEFT {
-				delete(s.dead, addr)
-			}
+		case !c.New.Deleted || c.New.Value.state == meshpb.State_STATE_LEFT:
+			// Pending (its observers probe it) or left: not probed as failed.
+			delete(s.dead, addr)
 		}
+		s.retainReports(addr)
 	}
 	if viewChanged {
 		s.rebuildView()
@@ -1677,7 +1394,8 @@ func (s *state) rebuildView() {
 		}
 	}
 	s.view, s.ev, s.heldOK = view, ev, heldOK
-	s.seenFloor, s.heldSame = noEvidence, false
+	s.heldSame = false
+	s.ov, s.subjects = nil, nil // the overlay follows the view
 	s.graced, s.gone = nil, nil
 }
 
@@ -1703,7 +1421,7 @@ func (s *state) nextView() []string {
 	for _, g := range s.graced {
 		came = append(came, g.addr)
 	}
-	if _, live := s.members.Get(s.self); live && s.selfPos < 0 {
+	if m, live := s.members.Get(s.self); live && !m.pending && s.selfPos < 0 {
 		i, _ := slices.BinarySearch(came, s.self)
 		came = slices.Insert(came, i, s.self)
 	}
@@ -1724,12 +1442,14 @@ func (s *state) nextView() []string {
 			view = append(view, a)
 		}
 	}
-	if len(view) == s.members.Len() && slices.IsSorted(view) && !hasAdjacentDup(view) {
+	if len(view) == s.members.Len()-len(s.pending) && slices.IsSorted(view) && !hasAdjacentDup(view) {
 		return view
 	}
 	view = view[:0]
-	for a := range s.members.Live() {
-		view = append(view, a)
+	for a, m := range s.members.Live() {
+		if !m.pending {
+			view = append(view, a)
+		}
 	}
 	slices.Sort(view)
 	return view
@@ -1801,6 +1521,9 @@ func (s *state) list() []Member {
 	var out []Member
 	for e := range s.members.All() {
 		m := Member{Addr: e.Key, State: e.Value.state, Meta: &meshpb.PeerMeta{}}
+		if e.Value.pending && e.Key != s.self {
+			m.State = meshpb.State_STATE_FAILED // removed until its observers reach it
+		}
 		if e.Value.meta != nil {
 			m.Meta = proto.Clone(e.Value.meta).(*meshpb.PeerMeta)
 		}
@@ -1814,7 +1537,11 @@ func (s *state) list() []Member {
 func (s *state) snapshot() map[string]*meshpb.PeerMeta {
 	out := make(map[string]*meshpb.PeerMeta, s.members.Len())
 	for a, m := range s.members.Live() {
-		out[a] = proto.Clone(m.meta).(*meshpb.PeerMeta)
+		// Self is listed to itself even while its observers have not
+		// reached it yet: it knows it runs.
+		if !m.pending || a == s.self {
+			out[a] = proto.Clone(m.meta).(*meshpb.PeerMeta)
+		}
 	}
 	return out
 }
@@ -1886,7 +1613,7 @@ func encodeEntries(es []entry) []*meshpb.Entry {
 func encodeEntry(e entry) *meshpb.Entry {
 	cert, sig := e.Value.credentials()
 	pe := &meshpb.Entry{Addr: e.Key, Time: e.Stamp.Time, Writer: e.Stamp.Writer, State: e.Value.state,
-		Meta: e.Value.meta, Cert: cert, Sig: sig}
+		Meta: e.Value.meta, Cert: cert, Sig: sig, Pending: e.Value.pending}
 	if e.Deleted && e.Value.state == meshpb.State_STATE_ALIVE {
 		pe.State = meshpb.State_STATE_FAILED
 	}

@@ -178,7 +178,7 @@ func testLoss(t *testing.T, nw *network, bin string, P time.Duration, d time.Dur
 	c := newCluster(t, nw, bin, P, clusterOpts{proxied: true, rpcTimeout: 5 * P})
 	say(t, "loss: --rpc-timeout %v, so every agent's default expiry at 7 members is %v",
 		5*P, peer.PeerConfig{PingPeriod: P, RPCTimeout: 5 * P}.DefaultExpiry(len(c.agents)))
-	susp0, ref0 := c.sumMetric("mesh_suspicions_total"), c.sumMetric("mesh_suspicions_refuted_total")
+	susp0, ref0 := c.sumMetric("mesh_alerts_total"), c.sumMetric("mesh_alerts_cleared_total")
 	err0 := c.sumMetric("mesh_sync_errors_total")
 	faults := fmt.Sprintf("loss=0.10 jitter=%v", 2*P)
 	if f := os.Getenv("MESH_FAULTS_LOSS_SPEC"); f != "" {
@@ -210,7 +210,7 @@ func testLoss(t *testing.T, nw *network, bin string, P time.Duration, d time.Dur
 		}
 	}
 	tEnd := time.Now()
-	susp, ref := c.sumMetric("mesh_suspicions_total")-susp0, c.sumMetric("mesh_suspicions_refuted_total")-ref0
+	susp, ref := c.sumMetric("mesh_alerts_total")-susp0, c.sumMetric("mesh_alerts_cleared_total")-ref0
 	syncErr := c.sumMetric("mesh_sync_errors_total") - err0
 	c.setFaults("")
 	// Every agent's latest round value, as set.
@@ -347,7 +347,7 @@ func testSlow(t *testing.T, nw *network, bin string, P time.Duration) {
 	c := newCluster(t, nw, bin, P, clusterOpts{})
 	v := 3
 	addr := c.gossipAddr(v)
-	susp0, ref0 := c.sumMetric("mesh_suspicions_total"), c.sumMetric("mesh_suspicions_refuted_total")
+	susp0, ref0 := c.sumMetric("mesh_alerts_total"), c.sumMetric("mesh_alerts_cleared_total")
 
 	tStop := time.Now()
 	if err := c.agents[v].p.signal(syscall.SIGSTOP); err != nil {
@@ -361,7 +361,7 @@ func testSlow(t *testing.T, nw *network, bin string, P time.Duration) {
 	c.waitAll("all 7 alive and converged after a 3P stop", 10*time.Second, func(i int, m members) bool {
 		return m.alive() == len(c.agents) && m.Converged
 	})
-	susp, ref := c.sumMetric("mesh_suspicions_total")-susp0, c.sumMetric("mesh_suspicions_refuted_total")-ref0
+	susp, ref := c.sumMetric("mesh_alerts_total")-susp0, c.sumMetric("mesh_alerts_cleared_total")-ref0
 	rm := c.removals(tStop, func(event) bool { return false }, c.agents)
 	say(t, "FIGURES slow 3P: SIGSTOP for 3P: %.0f suspicions (%.0f refuted) of the stopped agent, removals %d: it stays a member",
 		susp, ref, len(rm))

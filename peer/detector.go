@@ -1,0 +1,81 @@
+package peer
+
+import (
+	"time"
+)
+
+// detector follows the subjects this peer observes, through its own
+// probes of them only: what is measured is whether this peer can reach a
+// subject, not whether the subject can reach anyone. A subject is down
+// when a probe of it was refused since it last answered (nothing listens
+// at its address), or when it has not answered with an advanced heartbeat
+// for an expiry (a silent host, a lost path, a wedged process). It is a
+// pure value: the time is an argument.
+type detector struct {
+	watches map[string]*watch
+}
+
+type watch struct {
+	reached   time.Time // last answer with an advanced heartbeat, or when watching began
+	heartbeat uint64
+	answered  bool // heartbeat holds an answer's counter
+	refused   bool // a probe was refused since reached
+}
+
+// watch makes subjects the watched set: a new subject is given until an
+// expiry from now to answer, and subjects no longer watched are forgotten.
+func (d *detector) watch(subjects []string, now time.Time) {
+	if d.watches == nil {
+		d.watches = map[string]*watch{}
+	}
+	keep := make(map[string]bool, len(subjects))
+	for _, a := range subjects {
+		keep[a] = true
+		if d.watches[a] == nil {
+			d.watches[a] = &watch{reached: now}
+		}
+	}
+	for a := range d.watches {
+		if !keep[a] {
+			delete(d.watches, a)
+		}
+	}
+}
+
+// answered records a probe answer carrying the subject's heartbeat. A
+// counter that did not move since the last answer is no sign of life: the
+// subject answers but no longer runs its rounds.
+func (d *detector) answered(addr string, heartbeat uint64, now time.Time) {
+	w := d.watches[addr]
+	if w == nil {
+		return
+	}
+	if !w.answered || heartbeat != w.heartbeat {
+		w.reached, w.refused = now, false
+	}
+	w.heartbeat, w.answered = heartbeat, true
+}
+
+// failed records a failed probe; refused means it failed fast, without
+// waiting for its deadline.
+func (d *detector) failed(addr string, refused bool) {
+	if w := d.watches[addr]; w != nil && refused {
+		w.refused = true
+	}
+}
+
+// down reports whether this peer considers addr unreachable at now.
+func (d *detector) down(addr string, now time.Time, expiry time.Duration) bool {
+	w := d.watches[addr]
+	return w != nil && (w.refused || now.Sub(w.reached) > expiry)
+}
+
+// resume gives every subject a fresh expiry from now: this peer's own
+// rounds ran late, so its silence from the subjects says nothing of them.
+func (d *detector) resume(now time.Time) {
+	for _, w := range d.watches {
+		if w.reached.Before(now) {
+			w.reached = now
+		}
+	}
+}

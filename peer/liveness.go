@@ -1,0 +1,214 @@
+package peer
+
+import (
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/gossipmesh/mesh/crdt"
+	"github.com/gossipmesh/mesh/meshpb"
+)
+
+// This file joins the liveness types to the state: the overlay says whom
+// this peer watches and tells news to, the detector whether it reaches
+// them, and the reports what every observer said. A member is removed
+// when enough of its observers alert on its current entry (decide), so
+// the verdict is a function of merged state, the same at every peer, and
+// never one peer's alone. docs/PROTOCOL.md has the rules and why.
+
+// overlay returns the overlay of the current view.
+func (s *state) overlay() *overlay {
+	if s.ov == nil {
+		s.ov = newOverlay(s.view, s.cfg.Observers)
+	}
+	return s.ov
+}
+
+// refreshOverlay recomputes this peer's subjects and neighbours after the
+// view or the pending members changed, watches the new subjects, and
+// closes the connections to former neighbours.
+func (s *state) refreshOverlay(now time.Time) {
+	if s.subjects != nil {
+		return // nil when stale: see rebuildView and changed
+	}
+	ov := s.overlay()
+	subjects := ov.subjectsOf(s.self)
+	for _, a := range slices.Sorted(maps.Keys(s.pending)) {
+		// Not listed, so not on the rings: watched by those that would
+		// follow it there, which is how it gets listed again.
+		if a != s.self && slices.Contains(ov.observersOf(a), s.self) {
+			subjects = append(subjects, a)
+		}
+	}
+	if subjects == nil {
+		subjects = []string{} // computed, if empty
+	}
+	neighbours := append(slices.Clone(subjects), ov.observersOf(s.self)...)
+	slices.Sort(neighbours)
+	neighbours = slices.Compact(neighbours)
+	for _, a := range s.neighbours {
+		if _, still := slices.BinarySearch(neighbours, a); !still && s.seeds[a] == nil && s.liveMember(a) {
+			s.forget = append(s.forget, a)
+		}
+	}
+	s.subjects, s.neighbours = subjects, neighbours
+	s.det.watch(subjects, now)
+}
+
+// observeAll brings this peer's reports on every subject up to date.
+func (s *state) observeAll(now time.Time) {
+	for _, a := range s.subjects {
+		s.observe(a, now)
+	}
+}
+
+// observe makes this peer's report on subject say what the detector
+// says: an alert while it cannot reach the subject, cleared once it can.
+// Only a change is written and told.
+func (s *state) observe(subject string, now time.Time) {
+	cur, ok := s.members.Lookup(subject)
+	if !ok || cur.Deleted {
+		return
+	}
+	down := s.det.down(subject, now, s.expiry())
+	mine, said := s.reps.by[subject][s.self]
+	if down == (said && mine.alert) || !down && !said {
+		return
+	}
+	r := report{observer: s.self, subject: subject, entry: cur.Stamp, alert: down, time: s.tick(now)}
+	if down {
+		s.stats.Suspicions++
+		s.log.Info("cannot reach a subject; alerting", "subject", subject)
+	} else {
+		s.stats.SuspicionsRefuted++
+	}
+	s.putReport(r)
+	s.spread(nil, []report{r}, "", now)
+	s.decideAll(now)
+}
+
+// putReport stores r if it is about the subject's current live entry and
+// news, keeping the digest, and reports whether it did.
+func (s *state) putReport(r report) bool {
+	var cur crdt.Stamp
+	if e, ok := s.members.Lookup(r.subject); ok && !e.Deleted {
+		cur = e.Stamp
+	}
+	before := s.reps.digest
+	if !s.reps.put(r, cur) {
+		return false
+	}
+	s.digest ^= before ^ s.reps.digest
+	s.heldSame = false
+	return true
+}
+
+// retainReports drops the reports on addr that its entry, just changed,
+// made void.
+func (s *state) retainReports(addr string) {
+	var cur crdt.Stamp
+	if e, ok := s.members.Lookup(addr); ok && !e.Deleted {
+		cur = e.Stamp
+	}
+	before := s.reps.digest
+	if s.reps.retain(addr, cur) > 0 {
+		s.digest ^= before ^ s.reps.digest
+		s.heldSame = false
+	}
+}
+
+// decideAll removes every member that down says is down (see down).
+// The tombstone is failedStamp of the member's entry, so every peer that
+// decides writes the same one.
+func (s *state) decideAll(now time.Time) {
+	if s.leaving || len(s.reps.by) == 0 {
+		return
+	}
+	for _, a := range s.down() {
+		s.log.Info("member failed", "addr", a, "alerts", len(s.reps.alerts(a)), "observers", len(s.overlay().observersOf(a)))
+		s.fail(a, now)
+	}
+}
+
+// down returns the members, self excepted, that enough of their
+// available observers alert on (alertThreshold). An observer is
+// available unless it is down itself, and one that alerted counts as
+// available whatever became of it. Being down and making others'
+// observers unavailable depend on each other, so down is the largest set
+// that is consistent with the rule: across a partition or a correlated
+// crash the observers on the other side are down, and each side removes
+// the other even where it holds fewer than half of a member's observers.
+// One peer alone (a bad link, a peer that reaches nobody) never removes
+// anybody: the threshold is at least two where a member has two or more
+// observers.
+func (s *state) down() []string {
+	ov := s.overlay()
+	in := map[string]bool{}
+	for a, of := range s.reps.by {
+		for _, r := range of {
+			if r.alert {
+				in[a] = true
+				break
+			}
+		}
+	}
+	for changed := true; changed; {
+		changed = false
+		for _, a := range slices.Sorted(maps.Keys(in)) {
+			alerts := s.reps.alerts(a)
+			observers := ov.observersOf(a)
+			available := 0
+			for _, o := range observers {
+				if !in[o] || slices.Contains(alerts, o) {
+					available++
+				}
+			}
+			if len(alerts) < alertThreshold(available, len(observers)) {
+				delete(in, a)
+				changed = true
+			}
+		}
+	}
+	delete(in, s.self)
+	return slices.Sorted(maps.Keys(in))
+}
+
+// reachedBy notes a request from addr: when this peer is pending and addr
+// is one of its observers, the observers can reach it, and its next entry
+// is listed again.
+func (s *state) reachedBy(addr string, now time.Time) {
+	if !s.pendingSelf || addr == "" || s.leaving || !slices.Contains(s.overlay().observersOf(s.self), addr) {
+		return
+	}
+	s.pendingSelf = false
+	s.log.Info("reached by an observer; listed again", "observer", addr)
+	s.spread([]entry{s.assertSelf(now)}, nil, "", now)
+}
+
+// spread tells entries and reports to every neighbour but except, one-way,
+// beside anti-entropy; receivers relay what was news to them (see merge),
+// so news floods the overlay, an expander, in about log N hops.
+func (s *state) spread(es []entry, rs []report, except string, now time.Time) {
+	if len(es) == 0 && len(rs) == 0 {
+		return
+	}
+	s.refreshOverlay(now)
+	req := &meshpb.SyncRequest{Cluster: s.cfg.ClusterName, From: s.self, Push: true,
+		Delta: encodeEntries(es), Reports: encodeReports(rs), Clock: s.clock.Time()}
+	for _, a := range s.neighbours {
+		if a != except && a != s.self {
+			s.pushes = append(s.pushes, &exchange{addr: a, req: req, kind: push})
+		}
+	}
+}
+
+// alerting counts the members this peer alerts on now.
+func (s *state) alerting() int {
+	n := 0
+	for _, of := range s.reps.by {
+		if r, ok := of[s.self]; ok && r.alert {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,160 @@
+package peer
+
+import (
+	"slices"
+)
+
+// overlay is the monitoring graph over a view: every member is watched by
+// the members that follow it on k hash rings of the addresses (Rapid's
+// expander), so any peer computes who watches whom from the membership
+// alone, each member has at most k observers and each peer watches at
+// most k subjects. In a view of at most k+1 members everyone watches
+// everyone. It is a pure value: no clock, no I/O.
+type overlay struct {
+	k    int
+	view []string // sorted
+	// hashes[r][i] is view[i]'s position on ring r; computed once per view.
+	hashes [][]uint64
+	memo   map[string][]string // observersOf, by subject
+}
+
+// newOverlay returns the overlay of k rings over a sorted view.
+func newOverlay(view []string, k int) *overlay {
+	o := &overlay{k: k, view: view}
+	if o.complete() {
+		return o
+	}
+	base := make([]uint64, len(view))
+	for i, a := range view {
+		base[i] = fnv64(14695981039346656037, a)
+	}
+	o.hashes = make([][]uint64, k)
+	for r := range k {
+		hs := make([]uint64, len(view))
+		salt := mix64(uint64(r) + 1)
+		for i, b := range base {
+			hs[i] = mix64(b ^ salt)
+		}
+		o.hashes[r] = hs
+	}
+	return o
+}
+
+// complete reports whether everyone watches everyone.
+func (o *overlay) complete() bool { return len(o.view) <= o.k+1 }
+
+// neighbours returns, for the member at view position i on ring r, the
+// positions of its predecessor and successor (i itself in a view of one).
+func (o *overlay) neighbours(r, i int) (pred, succ int) {
+	hs := o.hashes[r]
+	h := hs[i]
+	pred, succ = -1, -1
+	// The nearest hash below h (wrapping to the largest) and above it
+	// (wrapping to the smallest); ties, which need equal 64-bit hashes,
+	// are broken by position.
+	var lo, hi, maxAt, minAt = -1, -1, 0, 0
+	for j, x := range hs {
+		if x > hs[maxAt] || x == hs[maxAt] && j > maxAt {
+			maxAt = j
+		}
+		if x < hs[minAt] || x == hs[minAt] && j < minAt {
+			minAt = j
+		}
+		if j == i {
+			continue
+		}
+		if less(x, j, h, i) && (lo < 0 || less(hs[lo], lo, x, j)) {
+			lo = j
+		}
+		if less(h, i, x, j) && (hi < 0 || less(x, j, hs[hi], hi)) {
+			hi = j
+		}
+	}
+	pred, succ = lo, hi
+	if pred < 0 {
+		pred = maxAt
+	}
+	if succ < 0 {
+		succ = minAt
+	}
+	return pred, succ
+}
+
+// less orders ring positions: by hash, then by view position.
+func less(a uint64, i int, b uint64, j int) bool { return a < b || a == b && i < j }
+
+// observersOf returns the distinct observers of subject, which need not be
+// in the view (a member that is not listed yet is watched by those that
+// would follow it), sorted.
+func (o *overlay) observersOf(subject string) []string {
+	if got, ok := o.memo[subject]; ok {
+		return got
+	}
+	if o.memo == nil {
+		o.memo = map[string][]string{}
+	}
+	out := o.computeObservers(subject)
+	o.memo[subject] = out
+	return out
+}
+
+func (o *overlay) computeObservers(subject string) []string {
+	if o.complete() || !slices.Contains(o.view, subject) && len(o.view) <= o.k {
+		return without(o.view, subject)
+	}
+	i, in := slices.BinarySearch(o.view, subject)
+	if !in {
+		// Place it on the rings as a member would be: a view with it added.
+		return newOverlay(slices.Insert(slices.Clone(o.view), i, subject), o.k).observersOf(subject)
+	}
+	var out []string
+	for r := range o.k {
+		_, succ := o.neighbours(r, i)
+		out = append(out, o.view[succ])
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// subjectsOf returns the distinct members self watches, sorted: on each
+// ring, its predecessor.
+func (o *overlay) subjectsOf(self string) []string {
+	i, in := slices.BinarySearch(o.view, self)
+	if !in {
+		return nil
+	}
+	if o.complete() {
+		return without(o.view, self)
+	}
+	var out []string
+	for r := range o.k {
+		pred, _ := o.neighbours(r, i)
+		out = append(out, o.view[pred])
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// without returns the members of a sorted view other than a.
+func without(view []string, a string) []string {
+	out := make([]string, 0, len(view))
+	for _, m := range view {
+		if m != a {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// alertThreshold is how many distinct observers of a member must alert on
+// it before it is removed, when available of its observers of all are
+// available (see state.down): half of the available ones, and at least
+// two, so that one observer's bad link, lossy path or starved process
+// never removes anybody. A member with a single observer (a cluster of
+// two) is removed on that observer's alert.
+func alertThreshold(available, all int) int {
+	if all <= 1 {
+		return 1
+	}
+	return max(2, (available+1)/2)
+}
