@@ -117,11 +117,13 @@ func (o *overlay) computeObservers(subject string) []string {
 }
 
 // subjectsOf returns the distinct members self watches, sorted: on each
-// ring, its predecessor.
+// ring, its predecessor. Self need not be in the view.
 func (o *overlay) subjectsOf(self string) []string {
 	i, in := slices.BinarySearch(o.view, self)
 	if !in {
-		return nil
+		// A member that is not listed (pending) still watches those it
+		// would watch if it were.
+		return newOverlay(slices.Insert(slices.Clone(o.view), i, self), o.k).subjectsOf(self)
 	}
 	if o.complete() {
 		return without(o.view, self)

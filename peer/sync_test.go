@@ -144,8 +144,15 @@ func TestSteadyStateSendsNoEntries(t *testing.T) {
 		if ex.req.GetFull() || len(ex.req.GetDelta()) > 0 || len(ex.req.GetVersion()) > 0 {
 			t.Fatalf("steady-state request carries entries or a version vector: %v", ex.req)
 		}
-		if len(ex.req.GetAges()) != len(names) {
-			t.Fatalf("request carries %d ages, want one per member (%d)", len(ex.req.GetAges()), len(names))
+		switch ex.kind {
+		case gossipPartner:
+			if len(ex.req.GetAges()) != len(names) {
+				t.Fatalf("gossip request carries %d ages, want one per member (%d)", len(ex.req.GetAges()), len(names))
+			}
+		case observeProbe:
+			if len(ex.req.GetAges()) != 0 || !ex.req.GetProbe() {
+				t.Fatalf("probe of a subject carries %d ages (want none) or is not marked a probe: %v", len(ex.req.GetAges()), ex.req)
+			}
 		}
 		deliver(t, net, st, ex, now.Add(p))
 	}
