@@ -24,9 +24,9 @@ func (s *state) overlay() *overlay {
 	return s.ov
 }
 
-// refreshOverlay recomputes this peer's subjects and neighbours after the
-// view or the pending members changed, watches the new subjects, and
-// closes the connections to former neighbours.
+// refreshOverlay recomputes this peer's subjects after the view or the
+// pending members changed, watches the new ones, and closes the
+// connections to former ones.
 func (s *state) refreshOverlay(now time.Time) {
 	if s.subjects != nil {
 		return // nil when stale: see rebuildView and changed
@@ -43,15 +43,15 @@ func (s *state) refreshOverlay(now time.Time) {
 	if subjects == nil {
 		subjects = []string{} // computed, if empty
 	}
-	neighbours := append(slices.Clone(subjects), ov.observersOf(s.self)...)
-	slices.Sort(neighbours)
-	neighbours = slices.Compact(neighbours)
-	for _, a := range s.neighbours {
-		if _, still := slices.BinarySearch(neighbours, a); !still && s.seeds[a] == nil && s.liveMember(a) {
+	slices.Sort(subjects)
+	for _, a := range s.subjects {
+		// Former subjects' connections close; removed members' were
+		// closed on removal (changed).
+		if _, still := slices.BinarySearch(subjects, a); !still && s.seeds[a] == nil && s.liveMember(a) {
 			s.forget = append(s.forget, a)
 		}
 	}
-	s.subjects, s.neighbours = subjects, neighbours
+	s.subjects = subjects
 	s.det.watch(subjects, now)
 }
 
@@ -185,21 +185,34 @@ func (s *state) reachedBy(addr string, now time.Time) {
 	s.spread([]entry{s.assertSelf(now)}, nil, "", now)
 }
 
-// spread tells entries and reports to every neighbour but except, one-way,
-// beside anti-entropy; receivers relay what was news to them (see merge),
-// so news floods the overlay, an expander, in about log N hops.
+// spread tells entries and reports to every subject but except, one-way,
+// beside anti-entropy; receivers relay what was news to them (see merge).
+// Each ring of the overlay is a cycle through every member, so news
+// floods the cluster in about log N hops over the connections the probes
+// already hold. Pushes to a neighbour are batched (see outbox).
 func (s *state) spread(es []entry, rs []report, except string, now time.Time) {
 	if len(es) == 0 && len(rs) == 0 {
 		return
 	}
 	s.refreshOverlay(now)
-	req := &meshpb.SyncRequest{Cluster: s.cfg.ClusterName, From: s.self, Push: true,
-		Delta: encodeEntries(es), Reports: encodeReports(rs), Clock: s.clock.Time()}
-	for _, a := range s.neighbours {
-		if a != except && a != s.self {
-			s.pushes = append(s.pushes, &exchange{addr: a, req: req, kind: push})
+	for _, a := range s.subjects {
+		if a != except {
+			s.out.add(a, es, rs)
+			s.sendQueued(a)
 		}
 	}
+}
+
+// sendQueued starts the push of what is queued for addr, unless one is in
+// flight already.
+func (s *state) sendQueued(addr string) {
+	es, rs, ok := s.out.take(addr)
+	if !ok {
+		return
+	}
+	req := &meshpb.SyncRequest{Cluster: s.cfg.ClusterName, From: s.self, Push: true,
+		Delta: encodeEntries(es), Reports: encodeReports(rs), Clock: s.clock.Time()}
+	s.pushes = append(s.pushes, &exchange{addr: addr, req: req, kind: push})
 }
 
 // alerting counts the members this peer alerts on now.

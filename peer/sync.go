@@ -183,13 +183,13 @@ type state struct {
 
 	// The liveness overlay (see overlay): ov over the view, rebuilt when
 	// the view changes; subjects are the members this peer observes and
-	// neighbours those it tells news to (its subjects and observers).
-	ov         *overlay
-	subjects   []string
-	neighbours []string
-	det        detector
-	reps       reports
-	heartbeat  uint64 // advanced every round, sent in probe answers
+	// tells news to (nil when stale, see refreshOverlay).
+	ov        *overlay
+	subjects  []string
+	det       detector
+	reps      reports
+	out       outbox
+	heartbeat uint64 // advanced every round, sent in probe answers
 	// pendingSelf is set once this peer refuted a failure of itself, until
 	// one of its observers reaches it: its own entries are pending meanwhile.
 	pendingSelf bool
@@ -331,7 +331,7 @@ func (s *state) round(now time.Time) []*exchange {
 		s.inflight[addr] = true
 		req := s.digestRequest(now)
 		if kind == observeProbe {
-			req = &meshpb.SyncRequest{Cluster: s.cfg.ClusterName, From: s.self, Digest: s.digest, Probe: true}
+			req = &meshpb.SyncRequest{Cluster: s.cfg.ClusterName, From: s.self, Probe: true}
 		}
 		out = append(out, &exchange{addr: addr, req: req, view: s.view, kind: kind, started: now})
 	}
@@ -355,19 +355,19 @@ func (s *state) round(now time.Time) []*exchange {
 	if due != "" {
 		start(due, deadProbe)
 	}
-	// Fanout partners among the overlay neighbours not already busy: the
-	// overlay is an expander, so anti-entropy over it reaches everyone,
-	// and a peer's connections stay bounded by its overlay.
+	// Fanout partners among the subjects not already busy: the overlay
+	// is an expander, so anti-entropy over it reaches everyone, over the
+	// connections the probes hold.
 	for _, a := range s.partners(s.cfg.Fanout) {
 		start(a, gossipPartner)
 	}
 	return out
 }
 
-// partners draws up to k distinct neighbours with no exchange in flight.
+// partners draws up to k distinct subjects with no exchange in flight.
 func (s *state) partners(k int) []string {
 	var free []string
-	for _, a := range s.neighbours {
+	for _, a := range s.subjects {
 		if !s.inflight[a] {
 			free = append(free, a)
 		}
@@ -647,15 +647,18 @@ func (s *state) answer(req *meshpb.SyncRequest, now time.Time) (*meshpb.SyncResp
 		return &meshpb.SyncResponse{}, nil
 	}
 	s.reachedBy(req.GetFrom(), now)
+	if req.GetProbe() {
+		// Only the heartbeat: anti-entropy is the gossip partners' job, and
+		// a probe that turned into a full exchange whenever states differ
+		// multiplied a join's work by the number of subjects.
+		return &meshpb.SyncResponse{Heartbeat: s.heartbeat}, nil
+	}
 	if !req.GetFull() {
-		if req.GetProbe() && req.GetDigest() == s.digest {
-			return &meshpb.SyncResponse{Heartbeat: s.heartbeat}, nil
-		}
-		if !req.GetProbe() && req.GetDigest() == s.digest && len(req.GetAges()) == len(s.view) {
+		if req.GetDigest() == s.digest && len(req.GetAges()) == len(s.view) {
 			return s.answerAges(req, now), nil
 		}
 		return &meshpb.SyncResponse{Digest: s.digest, Version: encodeVersion(s.members.Version()),
-			Clock: s.clock.Time(), Floor: s.members.Floor(), Heartbeat: s.heartbeat}, nil
+			Clock: s.clock.Time(), Floor: s.members.Floor()}, nil
 	}
 	theirs, err := decodeVersion(req.GetVersion())
 	if err != nil {
@@ -806,9 +809,11 @@ func (s *state) onResponse(ex *exchange, resp *meshpb.SyncResponse, now time.Tim
 	if ex.kind == deadProbe || ex.kind == seedProbe {
 		s.reached(ex, now)
 	}
-	if ex.kind == observeProbe && !ex.req.GetFull() { // once an exchange
+	if ex.kind == observeProbe {
+		s.done(ex)
 		s.det.answered(ex.addr, resp.GetHeartbeat(), now)
 		s.observe(ex.addr, now)
+		return nil, nil
 	}
 	s.observeClock(resp.GetClock())
 	if ex.req.GetFull() {
@@ -828,10 +833,6 @@ func (s *state) onResponse(ex *exchange, resp *meshpb.SyncResponse, now time.Tim
 	if len(resp.GetVersion()) == 0 { // equal states: see answerAges
 		defer s.done(ex)
 		same := ex.req.GetDigest()
-		if ex.req.GetProbe() {
-			s.learn(ex.addr, 0, same, now)
-			return nil, nil
-		}
 		idx, ages := resp.GetFresherIndex(), resp.GetFresherAges()
 		other := others(resp.GetOtherIndex(), resp.GetOtherDigest())
 		for j := 0; j < len(idx) && j < len(ages); j++ {
@@ -897,11 +898,11 @@ func (s *state) onError(ex *exchange, err error, now time.Time) {
 	s.done(ex)
 	switch ex.kind {
 	case observeProbe:
-		if !ex.req.GetFull() {
-			// Failed before half its deadline: refused, nothing listens.
-			s.det.failed(ex.addr, now.Sub(ex.started) < s.cfg.RPCTimeout/2)
-			s.observe(ex.addr, now)
-		}
+		// Failed before half its deadline: refused, nothing listens.
+		refused := now.Sub(ex.started) < s.cfg.RPCTimeout/2
+		s.log.Debug("probe of a subject failed", "subject", ex.addr, "refused", refused, "err", err)
+		s.det.failed(ex.addr, refused)
+		s.observe(ex.addr, now)
 	case seedProbe:
 		s.backoff(s.seeds[ex.addr], now)
 		if errors.Is(err, errClusterMismatch) {
@@ -984,25 +985,17 @@ func (s *state) others() []string {
 	return out
 }
 
-// push queues e to be told to each of to, one-way, beside anti-entropy.
-func (s *state) push(e entry, to []string) {
-	if len(to) == 0 {
-		return
-	}
-	req := &meshpb.SyncRequest{Cluster: s.cfg.ClusterName, From: s.self, Push: true,
-		Delta: encodeEntries([]entry{e}), Clock: s.clock.Time()}
-	for _, a := range to {
-		s.pushes = append(s.pushes, &exchange{addr: a, req: req, kind: push})
-	}
-}
-
 // pushed closes the connection a push opened to an address that stopped
 // being a live member while the push was in flight: the removal's own
 // Forget came before it.
 func (s *state) pushed(ex *exchange) {
+	s.out.done(ex.addr)
 	if !s.liveMember(ex.addr) {
+		s.out.drop(ex.addr)
 		s.forget = append(s.forget, ex.addr)
+		return
 	}
+	s.sendQueued(ex.addr)
 }
 
 // leave tombstones this peer as left and returns the push that tells every

@@ -1,0 +1,68 @@
+package peer
+
+import (
+	"maps"
+	"slices"
+	"strings"
+)
+
+// outbox batches the news a peer tells each neighbour: at most one push is
+// in flight to a neighbour, and what comes meanwhile waits for the next,
+// keeping only the newest entry per member and the newest report per
+// observer and subject. A burst of news (a join wave, a partition's
+// failures) so costs a few pushes per neighbour, not one per item, and a
+// slow neighbour holds one call, not a queue of them. A pure value.
+type outbox struct {
+	queued   map[string]*batch
+	inflight map[string]bool
+}
+
+type batch struct {
+	entries map[string]entry
+	reports map[[2]string]report // by observer and subject
+}
+
+// add queues entries and reports for to.
+func (o *outbox) add(to string, es []entry, rs []report) {
+	if o.queued == nil {
+		o.queued, o.inflight = map[string]*batch{}, map[string]bool{}
+	}
+	b := o.queued[to]
+	if b == nil {
+		b = &batch{entries: map[string]entry{}, reports: map[[2]string]report{}}
+		o.queued[to] = b
+	}
+	for _, e := range es {
+		if old, ok := b.entries[e.Key]; !ok || old.Stamp.Less(e.Stamp) {
+			b.entries[e.Key] = e
+		}
+	}
+	for _, r := range rs {
+		k := [2]string{r.observer, r.subject}
+		if old, ok := b.reports[k]; !ok || r.newer(old) {
+			b.reports[k] = r
+		}
+	}
+}
+
+// take returns what is queued for to and marks a push to it in flight,
+// or reports false while one is in flight or nothing is queued.
+func (o *outbox) take(to string) ([]entry, []report, bool) {
+	b := o.queued[to]
+	if b == nil || o.inflight[to] {
+		return nil, nil, false
+	}
+	delete(o.queued, to)
+	o.inflight[to] = true
+	es := slices.SortedFunc(maps.Values(b.entries), func(x, y entry) int { return strings.Compare(x.Key, y.Key) })
+	rs := slices.SortedFunc(maps.Values(b.reports), func(x, y report) int {
+		return strings.Compare(x.subject+"\x00"+x.observer, y.subject+"\x00"+y.observer)
+	})
+	return es, rs, true
+}
+
+// done ends the push in flight to to.
+func (o *outbox) done(to string) { delete(o.inflight, to) }
+
+// drop forgets what is queued for to.
+func (o *outbox) drop(to string) { delete(o.queued, to) }
