@@ -8,9 +8,10 @@ import (
 // probes of them only: what is measured is whether this peer can reach a
 // subject, not whether the subject can reach anyone. A subject is down
 // when a probe of it was refused since it last answered (nothing listens
-// at its address), or when it has not answered with an advanced heartbeat
-// for an expiry (a silent host, a lost path, a wedged process). It is a
-// pure value: the time is an argument.
+// at its address), or when its last two probes or more failed and it has
+// not answered with an advanced heartbeat for an expiry (a silent host, a
+// lost path, a wedged process). It is a pure value: the time is an
+// argument.
 type detector struct {
 	watches map[string]*watch
 }
@@ -20,7 +21,12 @@ type watch struct {
 	heartbeat uint64
 	answered  bool // heartbeat holds an answer's counter
 	refused   bool // a probe was refused since reached
+	fails     int  // probes failed in a row
 }
+
+// failsToAlert is how many probes in a row must fail, besides the
+// subject's silence for an expiry: one lost message alerts nobody.
+const failsToAlert = 2
 
 // watch makes subjects the watched set: a new subject is given until an
 // expiry from now to answer, and subjects no longer watched are forgotten.
@@ -51,7 +57,9 @@ func (d *detector) answered(addr string, heartbeat uint64, now time.Time) {
 		return
 	}
 	if !w.answered || heartbeat != w.heartbeat {
-		w.reached, w.refused = now, false
+		w.reached, w.refused, w.fails = now, false, 0
+	} else {
+		w.fails++
 	}
 	w.heartbeat, w.answered = heartbeat, true
 }
@@ -59,15 +67,23 @@ func (d *detector) answered(addr string, heartbeat uint64, now time.Time) {
 // failed records a failed probe; refused means it failed fast, without
 // waiting for its deadline.
 func (d *detector) failed(addr string, refused bool) {
-	if w := d.watches[addr]; w != nil && refused {
-		w.refused = true
+	if w := d.watches[addr]; w != nil {
+		w.fails++
+		w.refused = w.refused || refused
 	}
 }
 
 // down reports whether this peer considers addr unreachable at now.
 func (d *detector) down(addr string, now time.Time, expiry time.Duration) bool {
 	w := d.watches[addr]
-	return w != nil && (w.refused || now.Sub(w.reached) > expiry)
+	return w != nil && (w.refused || w.fails >= failsToAlert && now.Sub(w.reached) > expiry)
+}
+
+// failing reports whether addr's last probe failed: it is probed every
+// round until it answers.
+func (d *detector) failing(addr string) bool {
+	w := d.watches[addr]
+	return w != nil && w.fails > 0
 }
 
 // resume gives every subject a fresh expiry from now: this peer's own

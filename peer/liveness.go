@@ -55,6 +55,61 @@ func (s *state) refreshOverlay(now time.Time) {
 	s.det.watch(subjects, now)
 }
 
+// probes returns the subjects to probe this round: one in turn, as SWIM
+// probes one member a period, so that a peer's probes cost the same at
+// any K and a member is probed about once a round by its K observers
+// together; and every subject whose last probe failed or that another
+// observer alerts on, until it answers or this peer alerts too.
+func (s *state) probes() []string {
+	if len(s.subjects) == 0 {
+		return nil
+	}
+	turn := s.subjects[s.probed%len(s.subjects)]
+	s.probed++
+	out := []string{turn}
+	for _, a := range s.subjects {
+		if a != turn && s.unsettled(a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// unsettled reports whether subject needs a probe now: its last probe
+// failed, or another observer alerts on it while this peer does not.
+func (s *state) unsettled(subject string) bool {
+	if s.det.failing(subject) {
+		return true
+	}
+	of := s.reps.by[subject]
+	if r, ok := of[s.self]; ok && r.alert {
+		return false
+	}
+	for o, r := range of {
+		if o != s.self && r.alert {
+			return true
+		}
+	}
+	return false
+}
+
+// corroborate probes at once each of rs's subjects that this peer
+// observes and that another observer just alerted on, so that a crashed
+// member's observers confirm within a round trip of the first alert.
+func (s *state) corroborate(rs []report, now time.Time) {
+	for _, r := range rs {
+		if !r.alert || r.observer == s.self || s.inflight[r.subject] || !s.unsettled(r.subject) {
+			continue
+		}
+		if _, mine := slices.BinarySearch(s.subjects, r.subject); !mine {
+			continue
+		}
+		s.inflight[r.subject] = true
+		s.pushes = append(s.pushes, &exchange{addr: r.subject, kind: observeProbe, started: now,
+			req: &meshpb.SyncRequest{Cluster: s.cfg.ClusterName, From: s.self, Probe: true}})
+	}
+}
+
 // observeAll brings this peer's reports on every subject up to date.
 func (s *state) observeAll(now time.Time) {
 	for _, a := range s.subjects {

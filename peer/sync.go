@@ -186,6 +186,7 @@ type state struct {
 	// tells news to (nil when stale, see refreshOverlay).
 	ov        *overlay
 	subjects  []string
+	probed    int // round-robin cursor into subjects (see probes)
 	det       detector
 	reps      reports
 	out       outbox
@@ -335,7 +336,7 @@ func (s *state) round(now time.Time) []*exchange {
 		}
 		out = append(out, &exchange{addr: addr, req: req, view: s.view, kind: kind, started: now})
 	}
-	for _, a := range s.subjects {
+	for _, a := range s.probes() {
 		start(a, observeProbe)
 	}
 	for _, addr := range slices.Sorted(maps.Keys(s.seeds)) { // sorted: same seed, same run
@@ -1049,6 +1050,8 @@ func (s *state) merge(in []*meshpb.Entry, cov crdt.VersionVector, prs []*meshpb.
 	}
 	if len(fresh) > 0 {
 		s.decideAll(now)
+		s.refreshOverlay(now)
+		s.corroborate(fresh, now)
 	}
 	if len(news) > relayLimit {
 		news = nil // a joiner's first delta: everyone else has it

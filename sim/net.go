@@ -119,7 +119,7 @@ func (s *Sim) startCall(n *node, out *peer.Outgoing, req *meshpb.SyncRequest, ad
 	c.to = to
 	cp, size := send(s, req, func() *meshpb.SyncRequest { return new(meshpb.SyncRequest) })
 	kind := recSend
-	if push {
+	if push || req.GetPush() {
 		kind = recPush
 	}
 	s.tr.add(rec{at: s.now, kind: kind, a: c.from, b: c.to, x: uint64(size)})
@@ -304,10 +304,10 @@ func (s *Sim) drain(n *node, failedCall int32) {
 	for _, ev := range n.m.TakeEvents() {
 		s.chk.observe(s, n, ev, failedCall)
 	}
-	// Pushes (a failure declared, a refutation, a new meta) go out like a
-	// leave's: one-way, nobody waits for the answer.
+	// Pushes (news for the overlay, a corroborating probe) are calls
+	// like a round's: their answers and failures go back to the machine.
 	for _, o := range n.m.TakePushes() {
-		s.startCall(n, nil, o.Request, o.To, true)
+		s.startCall(n, o, o.Request, o.To, false)
 	}
 }
 
