@@ -1,6 +1,9 @@
 package peer
 
 import (
+	"errors"
+	"strings"
+	"syscall"
 	"time"
 )
 
@@ -94,4 +97,12 @@ func (d *detector) resume(now time.Time) {
 			w.reached = now
 		}
 	}
+}
+
+// refusal reports whether err says that nothing listens at the address
+// (the connection was refused): a crashed process on a live host, unlike
+// a timeout, which a starved, partitioned or lossy peer sees as well.
+// gRPC reports the cause only as text.
+func refusal(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED) || strings.Contains(err.Error(), "connection refused")
 }

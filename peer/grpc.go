@@ -2,6 +2,7 @@ package peer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -71,14 +72,24 @@ func (t *grpcTransport) Sync(ctx context.Context, addr string, req *meshpb.SyncR
 	return meshpb.NewGossipServiceClient(c).Sync(ctx, req)
 }
 
-// Connect waits until the connection to addr is ready; see WaitReady.
+// Connect waits until the connection to addr is ready; see WaitReady. A
+// connection in transient failure is redialled and left to the call,
+// which waits for the redial and, if it fails too, fails with its cause:
+// a refusal then says so, which is what an observer alerts on at once.
 func (t *grpcTransport) Connect(ctx context.Context, addr string) error {
 	c, err := t.conn(addr)
 	if err != nil {
 		return err
 	}
-	return WaitReady(ctx, c)
+	if err := WaitReady(ctx, c); err != nil && !errors.Is(err, errTransientFailure) {
+		return err
+	}
+	return nil
 }
+
+// errTransientFailure is WaitReady's error for a connection whose last
+// attempt failed; it is redialled.
+var errTransientFailure = errors.New("connection in transient failure")
 
 // WaitReady waits until cc is ready, and fails when the connection cannot
 // be made (refused, unreachable) or ctx ends first. A failed connection
@@ -100,7 +111,7 @@ func WaitReady(ctx context.Context, cc *grpc.ClientConn) error {
 			// Fail this call, but redial now rather than after the
 			// backoff: the next round's call then finds it ready.
 			cc.ResetConnectBackoff()
-			return fmt.Errorf("connect to %s: %v", cc.Target(), s)
+			return fmt.Errorf("connect to %s: %w", cc.Target(), errTransientFailure)
 		case connectivity.Idle:
 			cc.Connect()
 		}

@@ -899,8 +899,7 @@ func (s *state) onError(ex *exchange, err error, now time.Time) {
 	s.done(ex)
 	switch ex.kind {
 	case observeProbe:
-		// Failed before half its deadline: refused, nothing listens.
-		refused := now.Sub(ex.started) < s.cfg.RPCTimeout/2
+		refused := refusal(err)
 		s.log.Debug("probe of a subject failed", "subject", ex.addr, "refused", refused, "err", err)
 		s.det.failed(ex.addr, refused)
 		s.observe(ex.addr, now)
