@@ -177,11 +177,20 @@ func deltaSize(num protowire.Number, es []*meshpb.Entry) int {
 	n := 0
 	for _, e := range es {
 		k := lenSize(1, e.GetAddr()) + varSize(2, e.GetTime()) + lenSize(3, e.GetWriter()) +
-			varSize(4, uint64(e.GetState())) + lenSize(6, e.GetCert()) + lenSize(7, e.GetSig())
+			varSize(4, uint64(e.GetState())) + lenSize(6, e.GetCert()) + lenSize(7, e.GetSig()) + boolSize(8, e.GetPending())
 		if e.GetMeta() != nil {
 			k += subSize(5, metaSize(e.GetMeta()))
 		}
 		n += subSize(num, k)
+	}
+	return n
+}
+
+func reportsSize(num protowire.Number, rs []*meshpb.Report) int {
+	n := 0
+	for _, r := range rs {
+		n += subSize(num, lenSize(1, r.GetObserver())+lenSize(2, r.GetSubject())+varSize(3, r.GetSubjectTime())+
+			lenSize(4, r.GetSubjectWriter())+boolSize(5, r.GetAlert())+varSize(6, r.GetTime()))
 	}
 	return n
 }
@@ -191,7 +200,8 @@ func requestSize(m *meshpb.SyncRequest) int {
 		lenSize(4, m.GetAges()) + boolSize(5, m.GetFull()) + versionSize(6, m.GetVersion()) +
 		deltaSize(7, m.GetDelta()) + agesSize(8, m.GetNamedAges()) + varSize(9, m.GetClock()) +
 		varSize(10, m.GetCut()) + boolSize(11, m.GetPush()) + packedVarSize(12, m.GetOtherIndex()) +
-		packedFixedSize(13, m.GetOtherDigest()) + len(m.ProtoReflect().GetUnknown())
+		packedFixedSize(13, m.GetOtherDigest()) + reportsSize(14, m.GetReports()) + boolSize(15, m.GetProbe()) +
+		len(m.ProtoReflect().GetUnknown())
 }
 
 func responseSize(m *meshpb.SyncResponse) int {
@@ -199,7 +209,7 @@ func responseSize(m *meshpb.SyncResponse) int {
 		lenSize(3, m.GetFresherAges()) + versionSize(4, m.GetVersion()) + deltaSize(5, m.GetDelta()) +
 		agesSize(6, m.GetNamedAges()) + varSize(7, m.GetClock()) + varSize(8, m.GetFloor()) +
 		varSize(9, m.GetCut()) + packedVarSize(10, m.GetOtherIndex()) + packedFixedSize(11, m.GetOtherDigest()) +
-		len(m.ProtoReflect().GetUnknown())
+		reportsSize(12, m.GetReports()) + varSize(13, m.GetHeartbeat()) + len(m.ProtoReflect().GetUnknown())
 }
 
 // message folds a message's content into the digest, field by field in
@@ -222,6 +232,8 @@ func (t *tracer) message(m proto.Message) {
 		t.word(b2u(m.GetPush()))
 		t.u32s(m.GetOtherIndex())
 		t.u64s(m.GetOtherDigest())
+		t.reports(m.GetReports())
+		t.word(b2u(m.GetProbe()))
 	case *meshpb.SyncResponse:
 		t.word(2)
 		t.word(m.GetDigest())
@@ -235,6 +247,20 @@ func (t *tracer) message(m proto.Message) {
 		t.word(m.GetCut())
 		t.u32s(m.GetOtherIndex())
 		t.u64s(m.GetOtherDigest())
+		t.reports(m.GetReports())
+		t.word(m.GetHeartbeat())
+	}
+}
+
+func (t *tracer) reports(rs []*meshpb.Report) {
+	t.word(uint64(len(rs)))
+	for _, r := range rs {
+		t.str(r.GetObserver())
+		t.str(r.GetSubject())
+		t.word(r.GetSubjectTime())
+		t.str(r.GetSubjectWriter())
+		t.word(b2u(r.GetAlert()))
+		t.word(r.GetTime())
 	}
 }
 
@@ -280,6 +306,7 @@ func (t *tracer) delta(es []*meshpb.Entry) {
 		t.word(uint64(e.GetState()))
 		t.bytes(e.GetCert())
 		t.bytes(e.GetSig())
+		t.word(b2u(e.GetPending()))
 		m := e.GetMeta()
 		t.word(b2u(m != nil))
 		t.str(m.GetName())
