@@ -112,6 +112,9 @@ type exchange struct {
 	view []string
 	// why the partner was chosen: its failure means different things.
 	kind exchangeKind
+	// probe is set on a gossip exchange with a subject, which probes it
+	// too: its first answer's heartbeat counts.
+	probe bool
 	// started is when the exchange began: a failure well before its
 	// deadline was a refusal, not silence (see detector).
 	started time.Time
@@ -325,18 +328,29 @@ func (s *state) round(now time.Time) []*exchange {
 	s.decideAll(now)
 
 	var out []*exchange
-	start := func(addr string, kind exchangeKind) {
+	start := func(addr string, kind exchangeKind) *exchange {
 		if s.inflight[addr] || addr == s.self {
-			return
+			return nil
 		}
 		s.inflight[addr] = true
 		req := s.digestRequest(now)
 		if kind == observeProbe {
 			req = &meshpb.SyncRequest{Cluster: s.cfg.ClusterName, From: s.self, Probe: true}
 		}
-		out = append(out, &exchange{addr: addr, req: req, view: s.view, kind: kind, started: now})
+		ex := &exchange{addr: addr, req: req, view: s.view, kind: kind, started: now}
+		out = append(out, ex)
+		return ex
 	}
-	for _, a := range s.probes() {
+	// Fanout partners among the subjects: the overlay is an expander, so
+	// anti-entropy over it reaches everyone, over the connections the
+	// probes hold. The exchange probes its partner too.
+	probes := s.probes()
+	for _, a := range s.partners(s.cfg.Fanout) {
+		if ex := start(a, gossipPartner); ex != nil {
+			ex.probe = true
+		}
+	}
+	for _, a := range probes {
 		start(a, observeProbe)
 	}
 	for _, addr := range slices.Sorted(maps.Keys(s.seeds)) { // sorted: same seed, same run
@@ -355,12 +369,6 @@ func (s *state) round(now time.Time) []*exchange {
 	}
 	if due != "" {
 		start(due, deadProbe)
-	}
-	// Fanout partners among the subjects not already busy: the overlay
-	// is an expander, so anti-entropy over it reaches everyone, over the
-	// connections the probes hold.
-	for _, a := range s.partners(s.cfg.Fanout) {
-		start(a, gossipPartner)
 	}
 	return out
 }
@@ -659,7 +667,7 @@ func (s *state) answer(req *meshpb.SyncRequest, now time.Time) (*meshpb.SyncResp
 			return s.answerAges(req, now), nil
 		}
 		return &meshpb.SyncResponse{Digest: s.digest, Version: encodeVersion(s.members.Version()),
-			Clock: s.clock.Time(), Floor: s.members.Floor()}, nil
+			Clock: s.clock.Time(), Floor: s.members.Floor(), Heartbeat: s.heartbeat}, nil
 	}
 	theirs, err := decodeVersion(req.GetVersion())
 	if err != nil {
@@ -703,7 +711,7 @@ func (s *state) answerAges(req *meshpb.SyncRequest, now time.Time) *meshpb.SyncR
 	}
 	// No digest: an answer without a version vector says the states are
 	// equal, and the requester knows its own digest.
-	resp := &meshpb.SyncResponse{}
+	resp := &meshpb.SyncResponse{Heartbeat: s.heartbeat}
 	sc := answerScratches.Get().(*answerScratch)
 	defer answerScratches.Put(sc)
 	off, k := s.offset(now), 0
@@ -810,10 +818,12 @@ func (s *state) onResponse(ex *exchange, resp *meshpb.SyncResponse, now time.Tim
 	if ex.kind == deadProbe || ex.kind == seedProbe {
 		s.reached(ex, now)
 	}
-	if ex.kind == observeProbe {
-		s.done(ex)
+	if ex.kind == observeProbe || ex.probe && !ex.req.GetFull() {
 		s.det.answered(ex.addr, resp.GetHeartbeat(), now)
 		s.observe(ex.addr, now)
+	}
+	if ex.kind == observeProbe {
+		s.done(ex)
 		return nil, nil
 	}
 	s.observeClock(resp.GetClock())
@@ -897,12 +907,12 @@ func (s *state) onError(ex *exchange, err error, now time.Time) {
 		return
 	}
 	s.done(ex)
+	if ex.probe {
+		s.probeFailed(ex, err, now)
+	}
 	switch ex.kind {
 	case observeProbe:
-		refused := refusal(err)
-		s.log.Debug("probe of a subject failed", "subject", ex.addr, "refused", refused, "err", err)
-		s.det.failed(ex.addr, refused)
-		s.observe(ex.addr, now)
+		s.probeFailed(ex, err, now)
 	case seedProbe:
 		s.backoff(s.seeds[ex.addr], now)
 		if errors.Is(err, errClusterMismatch) {
@@ -919,6 +929,14 @@ func (s *state) onError(ex *exchange, err error, now time.Time) {
 		// theirs, so a seed that was merely slow is not re-dialled.
 		s.forget = append(s.forget, ex.addr)
 	}
+}
+
+// probeFailed records a failed probe of a subject.
+func (s *state) probeFailed(ex *exchange, err error, now time.Time) {
+	refused := refusal(err)
+	s.log.Debug("probe of a subject failed", "subject", ex.addr, "refused", refused, "err", err)
+	s.det.failed(ex.addr, refused)
+	s.observe(ex.addr, now)
 }
 
 func (s *state) backoff(r *retry, now time.Time) {
