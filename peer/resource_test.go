@@ -126,6 +126,54 @@ func TestResourcesFlatOverJoinLeaveCycles(t *testing.T) {
 	defer pr.Stop()
 
 	ctx := t.Context()
+	// A witness: a second long-lived member, which runs rounds and so
+	// observes the newcomers with pr. One observer alone never removes a
+	// member, so without it pr would list every crashed newcomer forever.
+	witness := "10.255.255.2:7946"
+	w := NewMachine(PeerConfig{SelfEndpoint: witness, PingPeriod: p, Expiry: 5 * p, TombstoneTTL: 20 * p, Rand: rand.New(rand.NewPCG(2, 2))}, clk.Now())
+	h.mu.Lock()
+	h.machines[witness] = w
+	if err := w.AddSeed(pr.Addr(), clk.Now()); err != nil {
+		t.Fatal(err)
+	}
+	h.mu.Unlock()
+	// witnessRound runs a round of the witness, and every call it leads
+	// to: to pr through its handler, to a newcomer directly.
+	witnessRound := func(now time.Time) {
+		h.mu.Lock()
+		outs := w.Round(now)
+		h.mu.Unlock()
+		for len(outs) > 0 {
+			o := outs[0]
+			outs = outs[1:]
+			for o != nil {
+				var resp *meshpb.SyncResponse
+				var err error
+				if o.To == pr.Addr() {
+					resp, err = pr.Sync(ctx, o.Request)
+				} else if h.mu.Lock(); h.machines[o.To] != nil {
+					resp, err = h.machines[o.To].Answer(o.Request, now)
+					h.mu.Unlock()
+				} else {
+					h.mu.Unlock()
+					err = errors.New("connection refused")
+				}
+				h.mu.Lock()
+				if err != nil {
+					w.Fail(o, err, now)
+					o = nil
+				} else if o, err = w.Deliver(o, resp, now); err != nil {
+					t.Fatalf("witness: deliver: %v", err)
+				}
+				outs = append(outs, w.TakePushes()...)
+				w.TakeEvents()
+				h.mu.Unlock()
+			}
+		}
+	}
+	for range 3 {
+		witnessRound(clk.advance(p))
+	}
 	base := measure(pr, 0)
 	var samples []sample
 	for i := range cycles {
@@ -156,6 +204,8 @@ func TestResourcesFlatOverJoinLeaveCycles(t *testing.T) {
 			t.Fatalf("cycle %d: %s did not join", i, addr)
 		}
 		pr.round() // gossips over gRPC with whoever is live
+		pr.calls.Wait()
+		witnessRound(now)
 		pr.calls.Wait()
 		h.mu.Lock()
 		if i%4 == 3 {
