@@ -1,6 +1,7 @@
 package peer
 
 import (
+	"slices"
 	"time"
 
 	"github.com/gossipmesh/mesh/meshpb"
@@ -91,6 +92,13 @@ func (m *Machine) Digest() uint64 { return m.st.digest }
 // Converged reports whether every live member's freshest evidence, none
 // older than Expiry, shows it holding exactly this machine's state.
 func (m *Machine) Converged(now time.Time) bool { return m.st.converged(now) }
+
+// Subjects returns the members this machine observes (probes and alerts
+// on), sorted; see PeerConfig.Observers.
+func (m *Machine) Subjects() []string {
+	m.st.refreshOverlay(m.st.lastRound)
+	return slices.Clone(m.st.subjects)
+}
 
 // Expiry returns how long a member may stay silent before this machine
 // suspects it: Expiry, or by default its value for the current view size.

@@ -228,7 +228,11 @@ func (c *checker) observe(s *Sim, n *node, ev peer.Event, failedCall int32) {
 		}
 		if declared {
 			s.stats.Declarations++
-			c.checkDeclaration(s, n, a)
+		}
+		if ev.Type == peer.EventFailed {
+			// Every peer decides on the alerts it holds, so every removal
+			// is checked, not only the declarer's.
+			c.checkRemoval(s, n, a)
 		}
 		if ev.Type == peer.EventLeave && !a.everLeft {
 			c.violate(s, "false leave", fmt.Sprintf("%s sees %s leave, but no incarnation of it ever left", n.addr, a.addr), o, ai)
@@ -240,17 +244,19 @@ func (c *checker) observe(s *Sim, n *node, ev peer.Event, failedCall int32) {
 	}
 }
 
-// checkDeclaration decides whether observer n's FAILED declaration of a
-// is a false removal: a is running and no fault excuses its silence to
-// n. Excuses, within n's Expiry (for its view size, when Expiry is left
-// to the default) + RPCTimeout + 2 periods before now: a
-// (re)started or stalled; n and a were cut apart by a partition.
-func (c *checker) checkDeclaration(s *Sim, n, a *node) {
+// checkRemoval decides whether observer n's removal of a (FAILED) is a
+// false removal: a is running and no fault excuses it. Excuses, within
+// n's Expiry (for its view size, when Expiry is left to the default) +
+// RPCTimeout + 2 periods before now: a (re)started, stalled or was
+// unreachable; n stalled; n and a were cut apart by a partition.
+func (c *checker) checkRemoval(s *Sim, n, a *node) {
 	if !a.up {
 		return
 	}
+	s.stats.Removals++
 	window := s.now - (int64(n.m.Expiry()) + s.rpcTimeout + 2*s.period)
-	if a.restarted >= window || a.stalled >= window || n.stalled >= window || s.net.cutSince(n.slot, a.slot, window) {
+	if a.restarted >= window || a.stalled >= window || n.stalled >= window || a.unreachable || a.reachableAt >= window ||
+		s.net.cutSince(n.slot, a.slot, window) {
 		return
 	}
 	s.stats.FalseRemovals++

@@ -18,6 +18,10 @@ type network struct {
 	// silenced slots lose every message, and the checkers are not told:
 	// tests use it to prove that the checkers catch what they should.
 	silenced map[int32]bool
+	// calls and pastCalls are rules on connections rather than messages:
+	// a call from a slot in from to one in to gets no answer (an inbound
+	// firewall), while the answers to calls the other way still flow.
+	calls, pastCalls []rule
 }
 
 // rule drops messages from any slot in from to any slot in to.
@@ -27,14 +31,7 @@ type rule struct {
 }
 
 func (nw *network) block(s *Sim, from, to []string) {
-	r := rule{from: make([]bool, len(s.nodes)), to: make([]bool, len(s.nodes)), start: s.now}
-	for _, a := range from {
-		r.from[s.node(a).slot] = true
-	}
-	for _, a := range to {
-		r.to[s.node(a).slot] = true
-	}
-	nw.rules = append(nw.rules, r)
+	nw.rules = append(nw.rules, newRule(s, from, to))
 }
 
 func (nw *network) heal(now int64) {
@@ -42,7 +39,32 @@ func (nw *network) heal(now int64) {
 		r.end = now
 		nw.past = append(nw.past, r)
 	}
-	nw.rules = nil
+	for _, r := range nw.calls {
+		r.end = now
+		nw.pastCalls = append(nw.pastCalls, r)
+	}
+	nw.rules, nw.calls = nil, nil
+}
+
+func newRule(s *Sim, from, to []string) rule {
+	r := rule{from: make([]bool, len(s.nodes)), to: make([]bool, len(s.nodes)), start: s.now}
+	for _, a := range from {
+		r.from[s.node(a).slot] = true
+	}
+	for _, a := range to {
+		r.to[s.node(a).slot] = true
+	}
+	return r
+}
+
+// callBlocked reports whether a call from → to gets no answer now.
+func (nw *network) callBlocked(from, to int32) bool {
+	for i := range nw.calls {
+		if nw.calls[i].cuts(from, to) {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *rule) cuts(from, to int32) bool {
@@ -62,13 +84,15 @@ func (nw *network) blocked(from, to int32) bool {
 // cutSince reports whether a and b were cut apart, either way, at any
 // time after since.
 func (nw *network) cutSince(a, b int32, since int64) bool {
-	if nw.blocked(a, b) || nw.blocked(b, a) {
+	if nw.blocked(a, b) || nw.blocked(b, a) || nw.callBlocked(a, b) || nw.callBlocked(b, a) {
 		return true
 	}
-	for i := range nw.past {
-		r := &nw.past[i]
-		if r.end >= since && (r.cuts(a, b) || r.cuts(b, a)) {
-			return true
+	for _, past := range [][]rule{nw.past, nw.pastCalls} {
+		for i := range past {
+			r := &past[i]
+			if r.end >= since && (r.cuts(a, b) || r.cuts(b, a)) {
+				return true
+			}
 		}
 	}
 	return false
@@ -125,6 +149,12 @@ func (s *Sim) startCall(n *node, out *peer.Outgoing, req *meshpb.SyncRequest, ad
 	s.tr.add(rec{at: s.now, kind: kind, a: c.from, b: c.to, x: uint64(size)})
 	if why := s.drop(c.from, c.to); why != 0 {
 		s.tr.add(rec{at: s.now, kind: recDrop, a: c.from, b: c.to, x: why})
+		s.timeout(c)
+		return
+	}
+	if s.net.callBlocked(c.from, c.to) {
+		s.stats.Partitioned++
+		s.tr.add(rec{at: s.now, kind: recDrop, a: c.from, b: c.to, x: 2})
 		s.timeout(c)
 		return
 	}

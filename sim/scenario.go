@@ -86,8 +86,8 @@ func (r *Report) String() string {
 	st := r.Stats
 	fmt.Fprintf(&b, "  %d events, %d rounds, %d messages, %.1f MB, %d lost, %d partitioned, %d timeouts\n",
 		st.Events, st.Rounds, st.Messages, float64(st.Bytes)/1e6, st.Lost, st.Partitioned, st.Timeouts)
-	fmt.Fprintf(&b, "  declarations %d, false removals %d, zombies %d, joins %d, crashes %d\n",
-		st.Declarations, st.FalseRemovals, st.Zombies, st.Joins, st.Crashes)
+	fmt.Fprintf(&b, "  declarations %d, removals of running peers %d, false removals %d, zombies %d, joins %d, crashes %d\n",
+		st.Declarations, st.Removals, st.FalseRemovals, st.Zombies, st.Joins, st.Crashes)
 	fmt.Fprintf(&b, "  virtual %v, wall %v, trace digest %016x\n", r.Virtual, r.Wall.Round(time.Millisecond), r.TraceDigest)
 	if r.Err != nil {
 		fmt.Fprintf(&b, "INVARIANT VIOLATED\n%v\n", r.Err)
@@ -128,6 +128,14 @@ var Scenarios = []Scenario{
 		func(o *Options) { def(&o.N, 100); defD(&o.Duration, time.Minute) }, runMetaStorm},
 	{"slow", "a slow peer, a short stall and a long stall; nobody falsely removed",
 		func(o *Options) { def(&o.N, 50) }, runSlow},
+	{"unreachable", "a peer whose calls go out but to which no call gets through, for Partition, then reachable again",
+		func(o *Options) { def(&o.N, 64); defD(&o.Partition, 30*time.Second) }, runUnreachable},
+	{"flipflop", "a peer unreachable for 20 rounds, reachable for 20, five times over",
+		func(o *Options) { def(&o.N, 64) }, runFlipFlop},
+	{"brokenlink", "two peers that cannot reach each other for Duration; nobody removed",
+		func(o *Options) { def(&o.N, 64); defD(&o.Duration, 2*time.Minute) }, runBrokenLink},
+	{"isolated", "a peer that reaches nobody and that nobody reaches, for Duration; it removes nobody",
+		func(o *Options) { def(&o.N, 64); defD(&o.Duration, 2*time.Minute) }, runIsolated},
 }
 
 func def(p *int, v int) {
@@ -589,6 +597,113 @@ func runSteady(s *Sim, o Options, r *Report) {
 	r.add("suspicions/peer/round", sus, "")
 	if !s.Converged() {
 		s.chk.violate(s, "convergence", fmt.Sprintf("a converged start diverged: %d of %d live peers differ%s", s.Unconverged(), s.chk.liveCount, s.chk.describeUnconverged(s)), s.chk.unconvergedSlots(s, 3)...)
+	}
+	s.quiesce(r, 200)
+}
+
+// unreachablePhase makes x unreachable until every other peer dropped
+// it, checks every round that none lists it again while it stays
+// unreachable for hold, then makes it reachable and waits until every
+// peer lists it again. It returns the rounds to removal by all and back.
+func (s *Sim) unreachablePhase(x string, hold time.Duration, r *Report, label string) (removed, back float64, ok bool) {
+	p := s.Period()
+	s.Unreachable(x, true)
+	d, ok := s.AwaitConvergence(s.Expiry()+20*p, label+": removal by all")
+	if !ok {
+		return 0, 0, false
+	}
+	removed = s.rounds(d)
+	listed := 0
+	xs := s.node(x).slot
+	s.Every(p, func() bool {
+		if s.chk.holders[xs] > 0 {
+			listed++
+		}
+		return true
+	})
+	s.Run(hold)
+	if listed > 0 {
+		s.chk.violate(s, "resurrection", fmt.Sprintf("%s: unreachable %s was listed again by someone in %d rounds of %v", label, x, listed, hold), xs)
+	}
+	s.Unreachable(x, false)
+	d, ok = s.AwaitConvergence(20*p, label+": back everywhere")
+	return removed, s.rounds(d), ok
+}
+
+func runUnreachable(s *Sim, o Options, r *Report) {
+	converge(s, o.N)
+	live := s.Live()
+	x := live[s.rng.IntN(len(live))]
+	removed, back, ok := s.unreachablePhase(x, o.Partition, r, "unreachable")
+	if !ok {
+		return
+	}
+	p := s.Period()
+	r.addTarget("rounds to removal by all", removed, "rounds", s.rounds(s.Expiry()+3*p))
+	r.addTarget("rounds back everywhere once reachable", back, "rounds", 5)
+	s.quiesce(r, 200)
+}
+
+func runFlipFlop(s *Sim, o Options, r *Report) {
+	p := s.Period()
+	converge(s, o.N)
+	live := s.Live()
+	x := live[s.rng.IntN(len(live))]
+	var worstRemoved, worstBack float64
+	for i := range 5 {
+		removed, back, ok := s.unreachablePhase(x, 20*p-s.Expiry(), r, fmt.Sprintf("flip-flop %d", i+1))
+		if !ok {
+			return
+		}
+		worstRemoved, worstBack = max(worstRemoved, removed), max(worstBack, back)
+		s.Run(20 * p)
+	}
+	r.addTarget("rounds to removal by all, worst phase", worstRemoved, "rounds", s.rounds(s.Expiry()+3*p))
+	r.addTarget("rounds back everywhere, worst phase", worstBack, "rounds", 5)
+	r.addTarget("removals of other peers", float64(s.stats.Removals)-float64(5*(o.N-1)), "", 0)
+	s.quiesce(r, 200)
+}
+
+func runBrokenLink(s *Sim, o Options, r *Report) {
+	converge(s, o.N)
+	live := s.Live()
+	a := live[0]
+	b := s.Machine(a).Subjects()[0] // a probes b: the link is used
+	s.Unreach([]string{a}, []string{b})
+	s.Unreach([]string{b}, []string{a})
+	removals := s.stats.Removals
+	s.Run(o.Duration)
+	r.addTarget("removals of running peers", float64(s.stats.Removals-removals), "", 0)
+	s.Heal()
+	s.quiesce(r, 200)
+}
+
+func runIsolated(s *Sim, o Options, r *Report) {
+	converge(s, o.N)
+	live := s.Live()
+	x := live[s.rng.IntN(len(live))]
+	var others []string
+	for _, a := range live {
+		if a != x {
+			others = append(others, a)
+		}
+	}
+	s.Unreachable(x, true)
+	s.Unreach([]string{x}, others)
+	xs := s.node(x).slot
+	s.Run(o.Duration)
+	dropped := 0
+	for _, a := range others {
+		if !present(s.chk.views[xs][s.node(a).slot]) {
+			dropped++
+		}
+	}
+	r.addTarget("members the isolated peer dropped", float64(dropped), "", 0)
+	r.addTarget("peers still listing the isolated one", float64(s.chk.holders[xs]), "", 0)
+	s.Unreachable(x, false)
+	d, ok := s.AwaitConvergence(20*s.Period(), "after the isolation")
+	if ok {
+		r.add("rounds to re-merge after the isolation", s.rounds(d), "rounds")
 	}
 	s.quiesce(r, 200)
 }

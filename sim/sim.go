@@ -102,6 +102,10 @@ type node struct {
 	metas              []uint32 // ids of every meta it had, increasing
 	slow               int64    // extra delay of each round
 	paused             int64    // no rounds, no answers before this time
+	// unreachable is set while no other peer's call reaches it (see
+	// Unreachable); reachableAt is when that last ended.
+	unreachable bool
+	reachableAt int64
 }
 
 // Stats counts simulated activity.
@@ -114,8 +118,10 @@ type Stats struct {
 	Partitioned  uint64 // messages dropped by a partition
 	Timeouts     uint64 // calls failed at their deadline
 	Declarations uint64 // FAILED tombstones written by a peer itself
-	// FalseRemovals counts declarations of a running peer that no crash,
-	// stall or partition excuses; see the package doc.
+	Removals     uint64 // removals (FAILED events) of a running peer, excused or not
+	// FalseRemovals counts removals of a running peer, one per observer,
+	// that no crash, stall, unreachability or partition excuses; see the
+	// package doc.
 	FalseRemovals uint64
 	Zombies       uint64
 	Joins         uint64 // peers started or restarted
@@ -504,7 +510,9 @@ func (s *Sim) SetMeta(addr string) {
 	s.tr.add(rec{at: s.now, kind: recFault, a: n.slot, b: -1, x: faultMeta})
 	n.meta = id
 	n.metas = append(n.metas, id)
-	s.chk.setExpected(s, n.slot, id)
+	if !n.unreachable {
+		s.chk.setExpected(s, n.slot, id)
+	}
 	s.drain(n, -1)
 }
 
@@ -554,6 +562,40 @@ func (s *Sim) Partition(groups ...[]string) {
 func (s *Sim) Block(from, to []string) {
 	s.fault(faultPartition, -1)
 	s.net.block(s, from, to)
+}
+
+// Unreach makes every call from a peer in from to a peer in to go
+// unanswered, as an inbound firewall would, while calls the other way and
+// their answers still go through. Heal removes it.
+func (s *Sim) Unreach(from, to []string) {
+	s.fault(faultPartition, -1)
+	s.net.calls = append(s.net.calls, newRule(s, from, to))
+}
+
+// Unreachable makes calls to addr from every other peer go unanswered
+// (on), or lifts that (off, which heals every other rule too). addr's
+// own calls go through. While it is on, the checkers expect every other
+// peer to drop addr; once it is off, to list it again.
+func (s *Sim) Unreachable(addr string, on bool) {
+	n := s.node(addr)
+	if !on {
+		s.Heal()
+		n.unreachable = false
+		n.reachableAt = s.now
+		if n.up {
+			s.chk.setExpected(s, n.slot, n.meta)
+		}
+		return
+	}
+	var others []string
+	for _, m := range s.nodes {
+		if m.slot != n.slot {
+			others = append(others, m.addr)
+		}
+	}
+	s.Unreach(others, []string{addr})
+	n.unreachable = true
+	s.chk.setExpected(s, n.slot, 0)
 }
 
 // Heal removes every partition.

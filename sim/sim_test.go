@@ -192,3 +192,29 @@ func TestMetaStorm(t *testing.T) {
 func TestSlowAndStalledPeers(t *testing.T) {
 	run(t, "slow", Options{N: size(50, 20)})
 }
+
+// A peer whose calls go out but that nobody can call is removed by all,
+// listed by nobody while it stays so, and back once reachable.
+func TestUnreachablePeer(t *testing.T) {
+	r := run(t, "unreachable", Options{N: size(64, 20)})
+	target(t, r, "rounds to removal by all")
+	target(t, r, "rounds back everywhere once reachable")
+}
+
+func TestFlipFlop(t *testing.T) {
+	r := run(t, "flipflop", Options{N: size(64, 20)})
+	for _, m := range []string{"rounds to removal by all, worst phase", "rounds back everywhere, worst phase", "removals of other peers"} {
+		target(t, r, m)
+	}
+}
+
+func TestBrokenLinkRemovesNobody(t *testing.T) {
+	r := run(t, "brokenlink", Options{N: size(64, 20), Duration: time.Duration(size(120, 30)) * time.Second})
+	target(t, r, "removals of running peers")
+}
+
+func TestIsolatedPeerRemovesNobody(t *testing.T) {
+	r := run(t, "isolated", Options{N: size(64, 20), Duration: time.Duration(size(120, 30)) * time.Second})
+	target(t, r, "members the isolated peer dropped")
+	target(t, r, "peers still listing the isolated one")
+}
