@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -773,5 +774,117 @@ func TestAnswerAgesSkipGrace(t *testing.T) {
 	}
 	if len(idx) != len(a.view)-1 {
 		t.Fatalf("a lists %d fresher ages, want every member but x (%d)", len(idx), len(a.view)-1)
+	}
+}
+
+// tickReach is tick where a call from → to goes through only if reach
+// says so; otherwise it times out, as behind a firewall that drops.
+func tickReach(t *testing.T, net map[string]*state, now time.Time, reach func(from, to string) bool) {
+	t.Helper()
+	names := slices.Sorted(maps.Keys(net))
+	run := func(from *state, ex *exchange) {
+		for ex != nil {
+			if !reach(from.self, ex.addr) || net[ex.addr] == nil {
+				from.onError(ex, errors.New("context deadline exceeded"), now)
+				return
+			}
+			resp, err := net[ex.addr].answer(proto.Clone(ex.req).(*meshpb.SyncRequest), now)
+			if err != nil {
+				from.onError(ex, err, now)
+				return
+			}
+			if ex, err = from.onResponse(ex, proto.Clone(resp).(*meshpb.SyncResponse), now); err != nil {
+				t.Fatalf("onResponse: %v", err)
+			}
+		}
+	}
+	for _, a := range names {
+		for _, ex := range net[a].round(now) {
+			run(net[a], ex)
+		}
+		for more := true; more; {
+			more = false
+			for _, b := range names {
+				pushes := net[b].pushes
+				net[b].pushes = nil
+				for _, ex := range pushes {
+					more = true
+					run(net[b], ex)
+				}
+			}
+		}
+	}
+}
+
+// A member that can call out but cannot be reached is removed by every
+// other member, stays removed however often it refutes, and is listed
+// again within a few rounds of being reachable.
+func TestUnreachableMemberStaysRemoved(t *testing.T) {
+	net, names, now := cluster(t, 6)
+	x := names[3]
+	reachable := false
+	reach := func(from, to string) bool { return to != x || reachable }
+	others := slices.DeleteFunc(slices.Clone(names), func(a string) bool { return a == x })
+	gone := func() bool {
+		for _, a := range others {
+			if net[a].liveMember(x) {
+				return false
+			}
+		}
+		return true
+	}
+	start := now
+	for !gone() {
+		now = now.Add(p)
+		tickReach(t, net, now, reach)
+		if now.Sub(start) > net[names[0]].expiry()+3*p {
+			t.Fatalf("unreachable member not removed by all within Expiry + 3 periods (%v)", net[names[0]].expiry()+3*p)
+		}
+	}
+	t.Logf("removed by all after %v", now.Sub(start))
+	for range 40 {
+		now = now.Add(p)
+		tickReach(t, net, now, reach)
+		if !gone() {
+			t.Fatal("an unreachable member was listed again")
+		}
+	}
+	if net[x].stats.Refutations == 0 || !net[x].pendingSelf {
+		t.Fatalf("the member never refuted (%d) or is not pending (%v)", net[x].stats.Refutations, net[x].pendingSelf)
+	}
+	if _, ok := net[x].snapshot()[x]; !ok {
+		t.Fatal("a pending member does not list itself")
+	}
+	reachable = true
+	back := now
+	for !slices.Equal(liveKeys(net[names[0]]), slices.Sorted(slices.Values(names))) || gone() {
+		now = now.Add(p)
+		tickReach(t, net, now, reach)
+		if now.Sub(back) > 5*p {
+			t.Fatalf("not listed again within 5 periods of being reachable: %v", liveKeys(net[names[0]]))
+		}
+	}
+	t.Logf("listed again after %v", now.Sub(back))
+}
+
+// Two members whose link is broken both ways alert on each other, but one
+// observer's alert never removes anybody.
+func TestBrokenLinkRemovesNobody(t *testing.T) {
+	net, names, now := cluster(t, 12)
+	a := names[0]
+	b := net[a].subjects[0]
+	reach := func(from, to string) bool { return !(from == a && to == b || from == b && to == a) }
+	for range 60 {
+		now = now.Add(p)
+		tickReach(t, net, now, reach)
+	}
+	want := slices.Sorted(slices.Values(names))
+	for _, n := range names {
+		if got := liveKeys(net[n]); !slices.Equal(got, want) {
+			t.Fatalf("%s sees %v after 60 rounds of one broken link", n, got)
+		}
+	}
+	if net[a].alerting() == 0 {
+		t.Fatal("the broken link raised no alert: the test tests nothing")
 	}
 }

@@ -401,7 +401,7 @@ func (s *Sim) fault(kind uint64, slot int32) {
 // in [0, PingPeriod), as if started at a random instant.
 func (s *Sim) AddPeer(seeds ...string) string {
 	slot := int32(len(s.nodes))
-	n := &node{slot: slot, addr: addrOf(int(slot)), restarted: never, stalled: never}
+	n := &node{slot: slot, addr: addrOf(int(slot)), restarted: never, stalled: never, reachableAt: never}
 	s.nodes = append(s.nodes, n)
 	s.byAddr[n.addr] = slot
 	s.chk.grow(len(s.nodes))

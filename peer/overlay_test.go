@@ -1,0 +1,113 @@
+package peer
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+)
+
+func addrsN(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("10.0.%d.%d:7946", i/250, i%250+1)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Every member has at most K observers and watches at most K subjects,
+// never itself, and the two relations are each other's inverse: any
+// peer computes the same graph from the same view.
+func TestOverlayPlacement(t *testing.T) {
+	for _, c := range []struct{ n, k int }{{1, 8}, {2, 8}, {9, 8}, {10, 8}, {64, 8}, {500, 10}} {
+		view := addrsN(c.n)
+		ov := newOverlay(view, c.k)
+		watchers := map[string][]string{}
+		for _, a := range view {
+			subs := ov.subjectsOf(a)
+			if len(subs) > c.k || slices.Contains(subs, a) {
+				t.Fatalf("n=%d k=%d: %s watches %v", c.n, c.k, a, subs)
+			}
+			if c.n <= c.k+1 && len(subs) != c.n-1 {
+				t.Fatalf("n=%d k=%d: %s watches %d members, want everyone else (%d)", c.n, c.k, a, len(subs), c.n-1)
+			}
+			for _, x := range subs {
+				watchers[x] = append(watchers[x], a)
+			}
+		}
+		for _, x := range view {
+			obs := ov.observersOf(x)
+			got := slices.Sorted(slices.Values(watchers[x]))
+			if !slices.Equal(obs, got) {
+				t.Fatalf("n=%d k=%d: observersOf(%s) = %v, but these watch it: %v", c.n, c.k, x, obs, got)
+			}
+			if c.n > 1 && len(obs) == 0 {
+				t.Fatalf("n=%d k=%d: %s has no observer", c.n, c.k, x)
+			}
+		}
+		if again := newOverlay(slices.Clone(view), c.k); c.n > 0 && !slices.Equal(again.subjectsOf(view[0]), ov.subjectsOf(view[0])) {
+			t.Fatalf("n=%d: the same view gave different subjects", c.n)
+		}
+	}
+}
+
+// Rings spread the work: at 500 members and K = 10 nobody observes more
+// than K and most have about K distinct observers.
+func TestOverlayDistinctObservers(t *testing.T) {
+	view := addrsN(500)
+	ov := newOverlay(view, 10)
+	low := 0
+	for _, x := range view {
+		if n := len(ov.observersOf(x)); n < 8 {
+			low++
+		}
+	}
+	if low > len(view)/20 {
+		t.Fatalf("%d of %d members have fewer than 8 distinct observers of 10", low, len(view))
+	}
+}
+
+// A member joining or leaving changes few other members' subjects: the
+// overlay is stable under churn, so connections and watches persist.
+func TestOverlayStableUnderChurn(t *testing.T) {
+	view := addrsN(200)
+	before := newOverlay(view, 8)
+	after := newOverlay(slices.Concat(view[:100], view[101:]), 8) // view[100] leaves
+	changed := 0
+	for _, a := range view {
+		if a != view[100] && !slices.Equal(before.subjectsOf(a), after.subjectsOf(a)) {
+			changed++
+		}
+	}
+	// On each of the 8 rings only the leaver's observer gets a new
+	// subject (its predecessor there).
+	if changed > 8 {
+		t.Fatalf("one leave changed the subjects of %d members, want at most 8", changed)
+	}
+}
+
+// A member that is not in the view (pending) is placed as if it were.
+func TestOverlayOutsider(t *testing.T) {
+	view := addrsN(40)
+	x := view[17]
+	rest := slices.Concat(view[:17], view[18:])
+	if got, want := newOverlay(rest, 8).observersOf(x), newOverlay(view, 8).observersOf(x); !slices.Equal(got, want) {
+		t.Fatalf("observers of an outsider: %v, as a member: %v", got, want)
+	}
+	if got, want := newOverlay(rest, 8).subjectsOf(x), newOverlay(view, 8).subjectsOf(x); !slices.Equal(got, want) {
+		t.Fatalf("subjects of an outsider: %v, as a member: %v", got, want)
+	}
+}
+
+func TestAlertThreshold(t *testing.T) {
+	for _, c := range []struct{ available, all, want int }{
+		{1, 1, 1}, // a cluster of two: the one observer decides
+		{1, 2, 2}, {2, 2, 2}, {3, 3, 2}, {6, 6, 3}, {8, 8, 4}, {10, 10, 5},
+		{3, 8, 2}, // five of eight observers are down themselves
+		{1, 8, 2}, // one peer alone never decides
+	} {
+		if got := alertThreshold(c.available, c.all); got != c.want {
+			t.Errorf("alertThreshold(%d of %d) = %d, want %d", c.available, c.all, got, c.want)
+		}
+	}
+}

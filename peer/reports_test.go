@@ -1,0 +1,157 @@
+package peer
+
+import (
+	"errors"
+	"slices"
+	"testing"
+
+	"github.com/gossipmesh/mesh/crdt"
+	"github.com/gossipmesh/mesh/meshpb"
+)
+
+// Reports merge as a last-writer-wins register per observer and subject,
+// only about the subject's current entry, and the digest is a function of
+// what is held, whatever the order of arrival.
+func TestReportsMerge(t *testing.T) {
+	cur := crdt.Stamp{Time: 5, Writer: "10.0.0.2:1#a"}
+	old := crdt.Stamp{Time: 3, Writer: "10.0.0.2:1#a"}
+	alert := report{observer: "10.0.0.1:1", subject: "10.0.0.2:1", entry: cur, alert: true, time: 10}
+	clear := alert
+	clear.alert, clear.time = false, 11
+	other := report{observer: "10.0.0.3:1", subject: "10.0.0.2:1", entry: cur, alert: true, time: 4}
+	stale := report{observer: "10.0.0.4:1", subject: "10.0.0.2:1", entry: old, alert: true, time: 20}
+
+	var a, b reports
+	for _, r := range []report{alert, clear, other, stale} {
+		a.put(r, cur)
+	}
+	for _, r := range []report{other, clear, alert, stale, clear} {
+		b.put(r, cur)
+	}
+	if a.digest != b.digest || !slices.Equal(a.all(), b.all()) {
+		t.Fatalf("order of arrival changed the set: %v vs %v", a.all(), b.all())
+	}
+	if got := a.alerts("10.0.0.2:1"); !slices.Equal(got, []string{"10.0.0.3:1"}) {
+		t.Fatalf("alerts = %v, want only the observer that did not clear", got)
+	}
+	if a.put(stale, cur) {
+		t.Fatal("a report about an older entry was stored")
+	}
+	// The subject writes a new entry: every report about the old one goes.
+	if n := a.retain("10.0.0.2:1", crdt.Stamp{Time: 9, Writer: cur.Writer}); n != 2 || len(a.all()) != 0 || a.digest != 0 {
+		t.Fatalf("retain dropped %d, left %v, digest %x; want 2, none, 0", n, a.all(), a.digest)
+	}
+}
+
+// A report that names no valid address or writer is refused with an error
+// that says what is wrong.
+func TestDecodeReportRefusesBadInput(t *testing.T) {
+	good := &meshpb.Report{Observer: "10.0.0.1:1", Subject: "10.0.0.2:1", SubjectTime: 1, SubjectWriter: "10.0.0.2:1#a", Alert: true, Time: 2}
+	if _, err := decodeReport(good); err != nil {
+		t.Fatal(err)
+	}
+	for name, pr := range map[string]*meshpb.Report{
+		"bad observer": {Observer: "nope", Subject: "10.0.0.2:1", SubjectWriter: "w"},
+		"bad subject":  {Observer: "10.0.0.1:1", Subject: "", SubjectWriter: "w"},
+		"no writer":    {Observer: "10.0.0.1:1", Subject: "10.0.0.2:1"},
+		"self report":  {Observer: "10.0.0.2:1", Subject: "10.0.0.2:1", SubjectWriter: "w"},
+	} {
+		if _, err := decodeReport(pr); !errors.Is(err, errBadRequest) {
+			t.Errorf("%s: err = %v, want errBadRequest", name, err)
+		}
+	}
+}
+
+// A message with one bad report changes nothing, entries included.
+func TestBadReportLeavesStateUntouched(t *testing.T) {
+	net, names, now := cluster(t, 3)
+	st := net[names[0]]
+	before := freeze(st)
+	req := &meshpb.SyncRequest{Push: true,
+		Delta:   []*meshpb.Entry{{Addr: "10.0.0.9:7946", Time: 5, Writer: "10.0.0.9:7946#1", Meta: &meshpb.PeerMeta{}}},
+		Reports: []*meshpb.Report{{Observer: "10.0.0.1:7946", Subject: "not an address", SubjectWriter: "w", Alert: true}}}
+	if _, err := st.answer(req, now); !errors.Is(err, errBadRequest) {
+		t.Fatalf("err = %v, want errBadRequest", err)
+	}
+	if !before.same(st) {
+		t.Fatal("state changed after a refused message")
+	}
+}
+
+// The detector alerts at once on a refusal, after two failed probes and
+// an expiry of silence otherwise, and on a heartbeat that stopped.
+func TestDetector(t *testing.T) {
+	const exp = 5 * p
+	var d detector
+	d.watch([]string{"a", "b", "c"}, t0)
+	now := t0.Add(p)
+	d.answered("a", 1, now)
+	d.failed("b", true)
+	if d.down("a", now, exp) || !d.down("b", now, exp) {
+		t.Fatal("want a up, b down on its refusal")
+	}
+	// c times out once: not down, however long since it answered.
+	d.failed("c", false)
+	if d.down("c", t0.Add(20*p), exp) {
+		t.Fatal("one timed-out probe alerted")
+	}
+	d.failed("c", false)
+	if d.down("c", t0.Add(exp), exp) || !d.down("c", t0.Add(exp+p), exp) {
+		t.Fatal("two failures should alert only once silent for an expiry")
+	}
+	// a answers with the same heartbeat from then on: it no longer runs.
+	for i := range 6 {
+		now = now.Add(p)
+		d.answered("a", 1, now)
+		if i == 0 && d.down("a", now, exp) {
+			t.Fatal("down after one stuck heartbeat")
+		}
+	}
+	if !d.down("a", now, exp) {
+		t.Fatal("a heartbeat stuck for an expiry did not alert")
+	}
+	d.answered("a", 2, now)
+	if d.down("a", now, exp) {
+		t.Fatal("an advanced heartbeat did not clear")
+	}
+	// A stall of this peer gives every subject a fresh expiry.
+	d.resume(now.Add(30 * p))
+	if d.down("c", now.Add(30*p), exp) {
+		t.Fatal("down right after this peer's own stall")
+	}
+	d.watch([]string{"a"}, now)
+	if d.down("b", now, exp) || d.failing("c") {
+		t.Fatal("forgotten subjects still tracked")
+	}
+	if !refusal(errors.New("connection refused")) || refusal(errors.New("context deadline exceeded")) {
+		t.Fatal("refusal misclassifies")
+	}
+}
+
+// The outbox keeps at most one push in flight per neighbour and folds
+// what comes meanwhile into one batch of the newest writes.
+func TestOutboxBatches(t *testing.T) {
+	var o outbox
+	e := func(t uint64) entry {
+		return entry{Key: "10.0.0.5:1", Stamp: crdt.Stamp{Time: t, Writer: "10.0.0.5:1#a"}}
+	}
+	o.add("n", []entry{e(1)}, nil)
+	es, _, ok := o.take("n")
+	if !ok || len(es) != 1 {
+		t.Fatal("first push not taken")
+	}
+	o.add("n", []entry{e(3)}, nil)
+	o.add("n", []entry{e(2)}, []report{{observer: "x:1", subject: "y:1", time: 1}, {observer: "x:1", subject: "y:1", time: 2}})
+	if _, _, ok := o.take("n"); ok {
+		t.Fatal("a second push while one is in flight")
+	}
+	o.done("n")
+	es, rs, ok := o.take("n")
+	if !ok || len(es) != 1 || es[0].Stamp.Time != 3 || len(rs) != 1 || rs[0].time != 2 {
+		t.Fatalf("batch = %v %v, want the newest entry and report only", es, rs)
+	}
+	o.done("n")
+	if _, _, ok := o.take("n"); ok {
+		t.Fatal("an empty push")
+	}
+}
