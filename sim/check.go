@@ -248,7 +248,9 @@ func (c *checker) observe(s *Sim, n *node, ev peer.Event, failedCall int32) {
 // false removal: a is running and no fault excuses it. Excuses, within
 // n's Expiry (for its view size, when Expiry is left to the default) +
 // RPCTimeout + 2 periods before now: a (re)started, stalled or was
-// unreachable; n stalled; n and a were cut apart by a partition.
+// unreachable; n stalled; a partition cut a off from some peers. A
+// removal is the cluster's verdict, not n's: where a's observers across
+// a partition alerted, n removes a too, even on a's side.
 func (c *checker) checkRemoval(s *Sim, n, a *node) {
 	if !a.up {
 		return
@@ -256,7 +258,7 @@ func (c *checker) checkRemoval(s *Sim, n, a *node) {
 	s.stats.Removals++
 	window := s.now - (int64(n.m.Expiry()) + s.rpcTimeout + 2*s.period)
 	if a.restarted >= window || a.stalled >= window || n.stalled >= window || a.unreachable || a.reachableAt >= window ||
-		s.net.cutSince(n.slot, a.slot, window) {
+		s.net.cutOffSince(a.slot, window) {
 		return
 	}
 	s.stats.FalseRemovals++

@@ -81,16 +81,14 @@ func (nw *network) blocked(from, to int32) bool {
 	return false
 }
 
-// cutSince reports whether a and b were cut apart, either way, at any
-// time after since.
-func (nw *network) cutSince(a, b int32, since int64) bool {
-	if nw.blocked(a, b) || nw.blocked(b, a) || nw.callBlocked(a, b) || nw.callBlocked(b, a) {
-		return true
-	}
-	for _, past := range [][]rule{nw.past, nw.pastCalls} {
-		for i := range past {
-			r := &past[i]
-			if r.end >= since && (r.cuts(a, b) || r.cuts(b, a)) {
+// cutOffSince reports whether a was cut off from any peer, either way,
+// by a rule in force at any time after since.
+func (nw *network) cutOffSince(a int32, since int64) bool {
+	for _, rs := range [][]rule{nw.rules, nw.calls, nw.past, nw.pastCalls} {
+		for i := range rs {
+			r := &rs[i]
+			in := int(a) < len(r.from) && (r.from[a] || r.to[a])
+			if in && (r.end == 0 || r.end >= since) {
 				return true
 			}
 		}
