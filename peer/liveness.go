@@ -115,6 +115,35 @@ func (s *state) observeAll(now time.Time) {
 	for _, a := range s.subjects {
 		s.observe(a, now)
 	}
+	s.checkCutOff(now)
+}
+
+// checkCutOff sets cutOff while this peer reaches none of its two or more
+// subjects. It then lists no other member (GetMembers, Members, events):
+// it is cut off, or nearly everyone crashed, and either way it cannot
+// reach them. It writes no tombstone, since one peer's verdict must not
+// remove anybody from the others' views; once a subject answers, it
+// lists them all again.
+func (s *state) checkCutOff(now time.Time) {
+	cut := len(s.subjects) >= 2
+	for _, a := range s.subjects {
+		cut = cut && s.det.down(a, now, s.expiry())
+	}
+	if cut == s.cutOff {
+		return
+	}
+	s.cutOff = cut
+	s.log.Warn("reaching none of the members this peer observes", "cut off", cut, "subjects", len(s.subjects))
+	kind := EventJoin
+	if cut {
+		kind = EventFailed
+	}
+	for _, a := range s.view {
+		if a != s.self {
+			m, _ := s.members.Get(a)
+			s.events = append(s.events, Event{Type: kind, Addr: a, Meta: m.meta, Time: now})
+		}
+	}
 }
 
 // observe makes this peer's report on subject say what the detector
@@ -140,6 +169,7 @@ func (s *state) observe(subject string, now time.Time) {
 	s.putReport(r)
 	s.spread(nil, []report{r}, "", now)
 	s.decideAll(now)
+	s.checkCutOff(now)
 }
 
 // putReport stores r if it is about the subject's current live entry and

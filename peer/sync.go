@@ -198,6 +198,7 @@ type state struct {
 	// one of its observers reaches it: its own entries are pending meanwhile.
 	pendingSelf bool
 	pending     map[string]bool // members whose live entry is pending
+	cutOff      bool            // this peer reaches none of its subjects: see checkCutOff
 
 	seeds     map[string]*retry
 	dead      map[string]*retry
@@ -1525,8 +1526,12 @@ func (s *state) rememberDead(addr string, now time.Time) {
 	s.dead[addr] = &retry{next: now.Add(s.cfg.PingPeriod), backoff: s.cfg.PingPeriod}
 }
 
+// emit records a membership event; none while this peer is cut off, when
+// it lists nobody else (see checkCutOff).
 func (s *state) emit(kind EventType, addr string, meta *meshpb.PeerMeta, now time.Time) {
-	s.events = append(s.events, Event{Type: kind, Addr: addr, Meta: meta, Time: now})
+	if !s.cutOff {
+		s.events = append(s.events, Event{Type: kind, Addr: addr, Meta: meta, Time: now})
+	}
 }
 
 // list returns every entry, tombstones included, sorted by address.
@@ -1534,8 +1539,8 @@ func (s *state) list() []Member {
 	var out []Member
 	for e := range s.members.All() {
 		m := Member{Addr: e.Key, State: e.Value.state, Meta: &meshpb.PeerMeta{}}
-		if e.Value.pending && e.Key != s.self {
-			m.State = meshpb.State_STATE_FAILED // removed until its observers reach it
+		if (e.Value.pending || s.cutOff) && !e.Deleted && e.Key != s.self {
+			m.State = meshpb.State_STATE_FAILED // until its observers (or this peer) reach it
 		}
 		if e.Value.meta != nil {
 			m.Meta = proto.Clone(e.Value.meta).(*meshpb.PeerMeta)
@@ -1552,7 +1557,7 @@ func (s *state) snapshot() map[string]*meshpb.PeerMeta {
 	for a, m := range s.members.Live() {
 		// Self is listed to itself even while its observers have not
 		// reached it yet: it knows it runs.
-		if !m.pending || a == s.self {
+		if a == s.self || !m.pending && !s.cutOff {
 			out[a] = proto.Clone(m.meta).(*meshpb.PeerMeta)
 		}
 	}

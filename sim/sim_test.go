@@ -215,6 +215,7 @@ func TestBrokenLinkRemovesNobody(t *testing.T) {
 
 func TestIsolatedPeerRemovesNobody(t *testing.T) {
 	r := run(t, "isolated", Options{N: size(64, 20), Duration: time.Duration(size(120, 30)) * time.Second})
-	target(t, r, "members the isolated peer dropped")
 	target(t, r, "peers still listing the isolated one")
+	target(t, r, "removals of peers other than the isolated one")
+	target(t, r, "rounds to re-merge after the isolation")
 }
