@@ -9,31 +9,27 @@ import (
 
 // detector follows the subjects this peer observes, through its own
 // probes of them only: what is measured is whether this peer can reach a
-// subject, not whether the subject can reach anyone. A subject is down
-// when a probe of it was refused since it last answered (nothing listens
-// at its address), or when its last two probes or more failed and it has
-// not answered with an advanced heartbeat for an expiry (a silent host, a
-// lost path, a wedged process). It is a pure value: the time is an
-// argument.
+// subject, not whether the subject can reach anyone. It is a pure value:
+// the time is an argument.
 type detector struct {
 	watches map[string]*watch
 }
 
 type watch struct {
-	reached   time.Time // last answer with an advanced heartbeat, or when watching began
 	heartbeat uint64
-	answered  bool // heartbeat holds an answer's counter
-	refused   bool // a probe was refused since reached
-	fails     int  // probes failed in a row
+	answered  bool      // heartbeat holds an answer's counter
+	refused   bool      // a probe was refused since the last answer
+	fails     int       // probes failed in a row
+	since     time.Time // when the run of failures began
 }
 
-// failsToAlert is how many probes in a row must fail, besides the
-// subject's silence for an expiry: one lost message alerts nobody.
+// failsToAlert is how many probes in a row must fail before a subject is
+// down: one lost message alerts nobody.
 const failsToAlert = 2
 
-// watch makes subjects the watched set: a new subject is given until an
-// expiry from now to answer, and subjects no longer watched are forgotten.
-func (d *detector) watch(subjects []string, now time.Time) {
+// watch makes subjects the watched set; subjects no longer watched are
+// forgotten.
+func (d *detector) watch(subjects []string) {
 	if d.watches == nil {
 		d.watches = map[string]*watch{}
 	}
@@ -41,7 +37,7 @@ func (d *detector) watch(subjects []string, now time.Time) {
 	for _, a := range subjects {
 		keep[a] = true
 		if d.watches[a] == nil {
-			d.watches[a] = &watch{reached: now}
+			d.watches[a] = &watch{}
 		}
 	}
 	for a := range d.watches {
@@ -60,26 +56,37 @@ func (d *detector) answered(addr string, heartbeat uint64, now time.Time) {
 		return
 	}
 	if !w.answered || heartbeat != w.heartbeat {
-		w.reached, w.refused, w.fails = now, false, 0
+		w.refused, w.fails = false, 0
 	} else {
-		w.fails++
+		w.fail(now)
 	}
 	w.heartbeat, w.answered = heartbeat, true
 }
 
-// failed records a failed probe; refused means it failed fast, without
-// waiting for its deadline.
-func (d *detector) failed(addr string, refused bool) {
+// failed records a failed probe; refused means the connection was refused.
+func (d *detector) failed(addr string, refused bool, now time.Time) {
 	if w := d.watches[addr]; w != nil {
-		w.fails++
+		w.fail(now)
 		w.refused = w.refused || refused
 	}
 }
 
-// down reports whether this peer considers addr unreachable at now.
-func (d *detector) down(addr string, now time.Time, expiry time.Duration) bool {
+func (w *watch) fail(now time.Time) {
+	if w.fails == 0 {
+		w.since = now
+	}
+	w.fails++
+}
+
+// down reports whether this peer considers addr unreachable at now: a
+// probe was refused since it last answered (nothing listens at its
+// address); or its probes have failed, two or more in a row, for an
+// expiry (a silent host, a lost path, a wedged process). Where another
+// observer already alerts on it (corroborated), two failures in a row
+// suffice: the first observer's alert carries the expiry.
+func (d *detector) down(addr string, now time.Time, expiry time.Duration, corroborated bool) bool {
 	w := d.watches[addr]
-	return w != nil && (w.refused || w.fails >= failsToAlert && now.Sub(w.reached) > expiry)
+	return w != nil && (w.refused || w.fails >= failsToAlert && (corroborated || now.Sub(w.since) >= expiry))
 }
 
 // failing reports whether addr's last probe failed: it is probed every
@@ -89,12 +96,12 @@ func (d *detector) failing(addr string) bool {
 	return w != nil && w.fails > 0
 }
 
-// resume gives every subject a fresh expiry from now: this peer's own
-// rounds ran late, so its silence from the subjects says nothing of them.
+// resume restarts every run of failures at now: this peer's own rounds
+// ran late, so its probes' failures say nothing of the subjects.
 func (d *detector) resume(now time.Time) {
 	for _, w := range d.watches {
-		if w.reached.Before(now) {
-			w.reached = now
+		if w.fails > 0 && w.since.Before(now) {
+			w.since = now
 		}
 	}
 }

@@ -52,7 +52,7 @@ func (s *state) refreshOverlay(now time.Time) {
 		}
 	}
 	s.subjects = subjects
-	s.det.watch(subjects, now)
+	s.det.watch(subjects)
 }
 
 // probes returns the subjects to probe this round: one in turn, as SWIM
@@ -75,22 +75,27 @@ func (s *state) probes() []string {
 	return out
 }
 
+// corroborated reports whether an observer other than this peer alerts
+// on subject.
+func (s *state) corroborated(subject string) bool {
+	for o, r := range s.reps.by[subject] {
+		if o != s.self && r.alert {
+			return true
+		}
+	}
+	return false
+}
+
 // unsettled reports whether subject needs a probe now: its last probe
 // failed, or another observer alerts on it while this peer does not.
 func (s *state) unsettled(subject string) bool {
 	if s.det.failing(subject) {
 		return true
 	}
-	of := s.reps.by[subject]
-	if r, ok := of[s.self]; ok && r.alert {
+	if r, ok := s.reps.by[subject][s.self]; ok && r.alert {
 		return false
 	}
-	for o, r := range of {
-		if o != s.self && r.alert {
-			return true
-		}
-	}
-	return false
+	return s.corroborated(subject)
 }
 
 // corroborate probes at once each of rs's subjects that this peer
@@ -127,7 +132,7 @@ func (s *state) observeAll(now time.Time) {
 func (s *state) checkCutOff(now time.Time) {
 	cut := len(s.subjects) >= 2
 	for _, a := range s.subjects {
-		cut = cut && s.det.down(a, now, s.expiry())
+		cut = cut && s.det.down(a, now, s.expiry(), false)
 	}
 	if cut == s.cutOff {
 		return
@@ -154,7 +159,7 @@ func (s *state) observe(subject string, now time.Time) {
 	if !ok || cur.Deleted {
 		return
 	}
-	down := s.det.down(subject, now, s.expiry())
+	down := s.det.down(subject, now, s.expiry(), s.corroborated(subject))
 	mine, said := s.reps.by[subject][s.self]
 	if down == (said && mine.alert) || !down && !said {
 		return

@@ -78,49 +78,50 @@ func TestBadReportLeavesStateUntouched(t *testing.T) {
 	}
 }
 
-// The detector alerts at once on a refusal, after two failed probes and
-// an expiry of silence otherwise, and on a heartbeat that stopped.
+// The detector alerts at once on a refusal; after probes failing in a
+// row for an expiry otherwise, or two when another observer already
+// alerts; and on a heartbeat that stopped.
 func TestDetector(t *testing.T) {
 	const exp = 5 * p
 	var d detector
-	d.watch([]string{"a", "b", "c"}, t0)
+	d.watch([]string{"a", "b", "c"})
 	now := t0.Add(p)
 	d.answered("a", 1, now)
-	d.failed("b", true)
-	if d.down("a", now, exp) || !d.down("b", now, exp) {
+	d.failed("b", true, now)
+	if d.down("a", now, exp, false) || !d.down("b", now, exp, false) {
 		t.Fatal("want a up, b down on its refusal")
 	}
-	// c times out once: not down, however long since it answered.
-	d.failed("c", false)
-	if d.down("c", t0.Add(20*p), exp) {
+	// c times out once: not down, however long ago, nor when corroborated.
+	d.failed("c", false, t0)
+	if d.down("c", t0.Add(20*p), exp, false) || d.down("c", t0.Add(20*p), exp, true) {
 		t.Fatal("one timed-out probe alerted")
 	}
-	d.failed("c", false)
-	if d.down("c", t0.Add(exp), exp) || !d.down("c", t0.Add(exp+p), exp) {
-		t.Fatal("two failures should alert only once silent for an expiry")
+	d.failed("c", false, t0.Add(p))
+	if !d.down("c", t0.Add(p), exp, true) {
+		t.Fatal("two failures with another observer's alert did not alert")
+	}
+	if d.down("c", t0.Add(exp-p), exp, false) || !d.down("c", t0.Add(exp), exp, false) {
+		t.Fatal("failures should alert alone only once they lasted an expiry")
+	}
+	// A stall of this peer restarts the run of failures.
+	d.resume(t0.Add(30 * p))
+	if d.down("c", t0.Add(30*p), exp, false) {
+		t.Fatal("down right after this peer's own stall")
 	}
 	// a answers with the same heartbeat from then on: it no longer runs.
-	for i := range 6 {
+	for range 6 {
 		now = now.Add(p)
 		d.answered("a", 1, now)
-		if i == 0 && d.down("a", now, exp) {
-			t.Fatal("down after one stuck heartbeat")
-		}
 	}
-	if !d.down("a", now, exp) {
+	if !d.down("a", now, exp, false) {
 		t.Fatal("a heartbeat stuck for an expiry did not alert")
 	}
 	d.answered("a", 2, now)
-	if d.down("a", now, exp) {
+	if d.down("a", now, exp, false) || d.failing("a") {
 		t.Fatal("an advanced heartbeat did not clear")
 	}
-	// A stall of this peer gives every subject a fresh expiry.
-	d.resume(now.Add(30 * p))
-	if d.down("c", now.Add(30*p), exp) {
-		t.Fatal("down right after this peer's own stall")
-	}
-	d.watch([]string{"a"}, now)
-	if d.down("b", now, exp) || d.failing("c") {
+	d.watch([]string{"a"})
+	if d.down("b", now, exp, false) || d.failing("c") {
 		t.Fatal("forgotten subjects still tracked")
 	}
 	if !refusal(errors.New("connection refused")) || refusal(errors.New("context deadline exceeded")) {
