@@ -58,8 +58,9 @@ func (s *state) refreshOverlay(now time.Time) {
 // probes returns the subjects to probe this round: one in turn, as SWIM
 // probes one member a period, so that a peer's probes cost the same at
 // any K and a member is probed about once a round by its K observers
-// together; and every subject whose last probe failed or that another
-// observer alerts on, until it answers or this peer alerts too.
+// together; every subject whose last probe failed or that another
+// observer alerts on, until it answers or this peer alerts too; and all
+// of them while two or more fail.
 func (s *state) probes() []string {
 	if len(s.subjects) == 0 {
 		return nil
@@ -67,8 +68,16 @@ func (s *state) probes() []string {
 	turn := s.subjects[s.probed%len(s.subjects)]
 	s.probed++
 	out := []string{turn}
+	failing := 0
 	for _, a := range s.subjects {
-		if a != turn && s.unsettled(a) {
+		if s.det.failing(a) {
+			failing++
+		}
+	}
+	for _, a := range s.subjects {
+		// Two subjects failing at once may mean this peer is cut off:
+		// probing them all tells it within a round (see checkCutOff).
+		if a != turn && (failing >= 2 || s.unsettled(a)) {
 			out = append(out, a)
 		}
 	}
