@@ -21,11 +21,13 @@ type watch struct {
 	refused   bool      // a probe was refused since the last answer
 	fails     int       // probes failed in a row
 	since     time.Time // when the run of failures began
+	last      time.Time // when the last counted failed probe started
 }
 
-// failsToAlert is how many probes in a row must fail before a subject is
-// down: one lost message alerts nobody.
-const failsToAlert = 2
+// failsToAlert is how many probes in a row, started in different rounds,
+// must fail before a subject is down: a lost message or a reset
+// connection, which fails every call on it at once, alerts nobody.
+const failsToAlert = 3
 
 // watch makes subjects the watched set; subjects no longer watched are
 // forgotten.
@@ -58,31 +60,37 @@ func (d *detector) answered(addr string, heartbeat uint64, now time.Time) {
 	if !w.answered || heartbeat != w.heartbeat {
 		w.refused, w.fails = false, 0
 	} else {
-		w.fail(now)
+		w.fail(now, now)
 	}
 	w.heartbeat, w.answered = heartbeat, true
 }
 
-// failed records a failed probe; refused means the connection was refused.
-func (d *detector) failed(addr string, refused bool, now time.Time) {
+// failed records a failed probe that started at started; refused means
+// the connection was refused.
+func (d *detector) failed(addr string, refused bool, started, now time.Time) {
 	if w := d.watches[addr]; w != nil {
-		w.fail(now)
+		w.fail(started, now)
 		w.refused = w.refused || refused
 	}
 }
 
-func (w *watch) fail(now time.Time) {
+// fail counts a failed probe, unless one started no earlier failed already.
+func (w *watch) fail(started, now time.Time) {
+	if w.fails > 0 && !started.After(w.last) {
+		return
+	}
 	if w.fails == 0 {
 		w.since = now
 	}
 	w.fails++
+	w.last = started
 }
 
 // down reports whether this peer considers addr unreachable at now: a
 // probe was refused since it last answered (nothing listens at its
 // address); or its probes have failed, two or more in a row, for an
 // expiry (a silent host, a lost path, a wedged process). Where another
-// observer already alerts on it (corroborated), two failures in a row
+// observer already alerts on it (corroborated), the failures in a row
 // suffice: the first observer's alert carries the expiry.
 func (d *detector) down(addr string, now time.Time, expiry time.Duration, corroborated bool) bool {
 	w := d.watches[addr]

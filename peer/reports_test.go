@@ -78,27 +78,30 @@ func TestBadReportLeavesStateUntouched(t *testing.T) {
 	}
 }
 
-// The detector alerts at once on a refusal; after probes failing in a
-// row for an expiry otherwise, or two when another observer already
-// alerts; and on a heartbeat that stopped.
+// The detector alerts at once on a refusal; after probes of three rounds
+// failing for an expiry otherwise, or only three in a row when another
+// observer already alerts; and on a heartbeat that stopped.
 func TestDetector(t *testing.T) {
 	const exp = 5 * p
 	var d detector
 	d.watch([]string{"a", "b", "c"})
 	now := t0.Add(p)
 	d.answered("a", 1, now)
-	d.failed("b", true, now)
+	d.failed("b", true, now, now)
 	if d.down("a", now, exp, false) || !d.down("b", now, exp, false) {
 		t.Fatal("want a up, b down on its refusal")
 	}
-	// c times out once: not down, however long ago, nor when corroborated.
-	d.failed("c", false, t0)
-	if d.down("c", t0.Add(20*p), exp, false) || d.down("c", t0.Add(20*p), exp, true) {
-		t.Fatal("one timed-out probe alerted")
+	// c's calls of one round fail together (a reset connection): one failure.
+	for range 3 {
+		d.failed("c", false, t0, t0)
 	}
-	d.failed("c", false, t0.Add(p))
-	if !d.down("c", t0.Add(p), exp, true) {
-		t.Fatal("two failures with another observer's alert did not alert")
+	if d.down("c", t0.Add(20*p), exp, true) {
+		t.Fatal("calls started in one round counted as failures in a row")
+	}
+	d.failed("c", false, t0.Add(p), t0.Add(p))
+	d.failed("c", false, t0.Add(2*p), t0.Add(2*p))
+	if !d.down("c", t0.Add(2*p), exp, true) {
+		t.Fatal("three failures with another observer's alert did not alert")
 	}
 	if d.down("c", t0.Add(exp-p), exp, false) || !d.down("c", t0.Add(exp), exp, false) {
 		t.Fatal("failures should alert alone only once they lasted an expiry")
