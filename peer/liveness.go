@@ -132,32 +132,44 @@ func (s *state) observeAll(now time.Time) {
 	s.checkCutOff(now)
 }
 
-// checkCutOff sets cutOff while this peer reaches none of its two or more
-// subjects. It then lists no other member (GetMembers, Members, events):
-// it is cut off, or nearly everyone crashed, and either way it cannot
-// reach them. It writes no tombstone, since one peer's verdict must not
-// remove anybody from the others' views; once a subject answers, it
-// lists them all again.
+// checkCutOff keeps hidden: while this peer reaches fewer than half of
+// its two or more subjects, it is cut off, or in a minority, or most of
+// the cluster crashed, and it lists none of the subjects it alerts on
+// (GetMembers, Members, events). It writes no tombstone for them, since
+// one peer's verdict must not remove anybody from the others' views; as
+// each answers again, it lists it again.
 func (s *state) checkCutOff(now time.Time) {
-	cut := len(s.subjects) >= 2
+	down := 0
 	for _, a := range s.subjects {
-		cut = cut && s.det.down(a, now, s.expiry(), false)
-	}
-	if cut == s.cutOff {
-		return
-	}
-	s.cutOff = cut
-	s.log.Warn("reaching none of the members this peer observes", "cut off", cut, "subjects", len(s.subjects))
-	kind := EventJoin
-	if cut {
-		kind = EventFailed
-	}
-	for _, a := range s.view {
-		if a != s.self {
-			m, _ := s.members.Get(a)
-			s.events = append(s.events, Event{Type: kind, Addr: a, Meta: m.meta, Time: now})
+		if s.det.down(a, now, s.expiry(), false) {
+			down++
 		}
 	}
+	hide := map[string]bool{}
+	if len(s.subjects) >= 2 && 2*down > len(s.subjects) {
+		for _, a := range s.subjects {
+			if r, ok := s.reps.by[a][s.self]; ok && r.alert {
+				hide[a] = true
+			}
+		}
+	}
+	if maps.Equal(hide, s.hidden) {
+		return
+	}
+	if len(hide) > 0 != (len(s.hidden) > 0) {
+		s.log.Warn("reaching fewer than half of the members this peer observes", "cut off", len(hide) > 0, "subjects", len(s.subjects), "down", down)
+	}
+	for _, a := range slices.Sorted(maps.Keys(s.hidden)) {
+		if m, live := s.members.Get(a); !hide[a] && live && !m.pending {
+			s.events = append(s.events, Event{Type: EventJoin, Addr: a, Meta: m.meta, Time: now})
+		}
+	}
+	for _, a := range slices.Sorted(maps.Keys(hide)) {
+		if m, live := s.members.Get(a); !s.hidden[a] && live && !m.pending {
+			s.events = append(s.events, Event{Type: EventFailed, Addr: a, Meta: m.meta, Time: now})
+		}
+	}
+	s.hidden = hide
 }
 
 // observe makes this peer's report on subject say what the detector
@@ -223,53 +235,52 @@ func (s *state) decideAll(now time.Time) {
 	if s.leaving || len(s.reps.by) == 0 {
 		return
 	}
-	for _, a := range s.down() {
+	for _, a := range s.down(now) {
 		s.log.Info("member failed", "addr", a, "alerts", len(s.reps.alerts(a)), "observers", len(s.overlay().observersOf(a)))
 		s.fail(a, now)
 	}
 }
 
 // down returns the members, self excepted, that enough of their
-// available observers alert on (alertThreshold). An observer is
-// available unless it is down itself, and one that alerted counts as
-// available whatever became of it. Being down and making others'
-// observers unavailable depend on each other, so down is the largest set
-// that is consistent with the rule: across a partition or a correlated
-// crash the observers on the other side are down, and each side removes
-// the other even where it holds fewer than half of a member's observers.
-// One peer alone (a bad link, a peer that reaches nobody) never removes
-// anybody: the threshold is at least two where a member has two or more
-// observers.
-func (s *state) down() []string {
+// available observers alert on (alertThreshold). An observer is available
+// when it alerted on the member, or when the cluster has fresh evidence
+// that it runs (seen within Expiry: the ages gossip carries). So across a
+// partition or after a correlated crash, observers on the other side or
+// dead stop counting once their evidence is an Expiry old, and the
+// remaining ones decide; under message loss live observers keep fresh
+// evidence, and half of all of them must alert. One peer alone (a bad
+// link, a peer that reaches nobody) never removes anybody: the threshold
+// is at least two where a member has two or more observers.
+func (s *state) down(now time.Time) []string {
 	ov := s.overlay()
-	in := map[string]bool{}
-	for a, of := range s.reps.by {
-		for _, r := range of {
-			if r.alert {
-				in[a] = true
-				break
+	var out []string
+	for _, a := range slices.Sorted(maps.Keys(s.reps.by)) {
+		alerts := s.reps.alerts(a)
+		if len(alerts) == 0 || a == s.self {
+			continue
+		}
+		observers := ov.observersOf(a)
+		available := 0
+		for _, o := range observers {
+			if slices.Contains(alerts, o) || s.fresh(o, now) {
+				available++
 			}
 		}
-	}
-	for changed := true; changed; {
-		changed = false
-		for _, a := range slices.Sorted(maps.Keys(in)) {
-			alerts := s.reps.alerts(a)
-			observers := ov.observersOf(a)
-			available := 0
-			for _, o := range observers {
-				if !in[o] || slices.Contains(alerts, o) {
-					available++
-				}
-			}
-			if len(alerts) < alertThreshold(available, len(observers)) {
-				delete(in, a)
-				changed = true
-			}
+		if len(alerts) >= alertThreshold(available, len(observers)) {
+			out = append(out, a)
 		}
 	}
-	delete(in, s.self)
-	return slices.Sorted(maps.Keys(in))
+	return out
+}
+
+// fresh reports whether the cluster's evidence says addr ran within the
+// last Expiry (for a member just learnt of, since then).
+func (s *state) fresh(addr string, now time.Time) bool {
+	if addr == s.self {
+		return true
+	}
+	i, ok := s.pos(addr)
+	return ok && s.ev[i].seen != noEvidence && s.offset(now)-s.ev[i].seen <= s.expiry()
 }
 
 // reachedBy notes a request from addr: when this peer is pending and addr

@@ -198,7 +198,7 @@ type state struct {
 	// one of its observers reaches it: its own entries are pending meanwhile.
 	pendingSelf bool
 	pending     map[string]bool // members whose live entry is pending
-	cutOff      bool            // this peer reaches none of its subjects: see checkCutOff
+	hidden      map[string]bool // subjects not listed while this peer is cut off: see checkCutOff
 
 	seeds     map[string]*retry
 	dead      map[string]*retry
@@ -1526,10 +1526,10 @@ func (s *state) rememberDead(addr string, now time.Time) {
 	s.dead[addr] = &retry{next: now.Add(s.cfg.PingPeriod), backoff: s.cfg.PingPeriod}
 }
 
-// emit records a membership event; none while this peer is cut off, when
-// it lists nobody else (see checkCutOff).
+// emit records a membership event, unless of a member this peer hides
+// while it is cut off (see checkCutOff).
 func (s *state) emit(kind EventType, addr string, meta *meshpb.PeerMeta, now time.Time) {
-	if !s.cutOff {
+	if !s.hidden[addr] {
 		s.events = append(s.events, Event{Type: kind, Addr: addr, Meta: meta, Time: now})
 	}
 }
@@ -1539,7 +1539,7 @@ func (s *state) list() []Member {
 	var out []Member
 	for e := range s.members.All() {
 		m := Member{Addr: e.Key, State: e.Value.state, Meta: &meshpb.PeerMeta{}}
-		if (e.Value.pending || s.cutOff) && !e.Deleted && e.Key != s.self {
+		if (e.Value.pending || s.hidden[e.Key]) && !e.Deleted && e.Key != s.self {
 			m.State = meshpb.State_STATE_FAILED // until its observers (or this peer) reach it
 		}
 		if e.Value.meta != nil {
@@ -1557,7 +1557,7 @@ func (s *state) snapshot() map[string]*meshpb.PeerMeta {
 	for a, m := range s.members.Live() {
 		// Self is listed to itself even while its observers have not
 		// reached it yet: it knows it runs.
-		if a == s.self || !m.pending && !s.cutOff {
+		if a == s.self || !m.pending && !s.hidden[a] {
 			out[a] = proto.Clone(m.meta).(*meshpb.PeerMeta)
 		}
 	}
