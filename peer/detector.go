@@ -88,13 +88,11 @@ func (w *watch) fail(started, now time.Time) {
 
 // down reports whether this peer considers addr unreachable at now: a
 // probe was refused since it last answered (nothing listens at its
-// address); or its probes have failed, two or more in a row, for an
-// expiry (a silent host, a lost path, a wedged process). Where another
-// observer already alerts on it (corroborated), the failures in a row
-// suffice: the first observer's alert carries the expiry.
-func (d *detector) down(addr string, now time.Time, expiry time.Duration, corroborated bool) bool {
+// address); or its probes have failed, failsToAlert or more in a row, for
+// an expiry (a silent host, a lost path, a wedged process).
+func (d *detector) down(addr string, now time.Time, expiry time.Duration) bool {
 	w := d.watches[addr]
-	return w != nil && (w.refused || w.fails >= failsToAlert && (corroborated || now.Sub(w.since) >= expiry))
+	return w != nil && (w.refused || w.fails >= failsToAlert && now.Sub(w.since) >= expiry)
 }
 
 // failing reports whether addr's last probe failed: it is probed every

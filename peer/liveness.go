@@ -141,7 +141,7 @@ func (s *state) observeAll(now time.Time) {
 func (s *state) checkCutOff(now time.Time) {
 	down := 0
 	for _, a := range s.subjects {
-		if s.det.down(a, now, s.expiry(), false) {
+		if s.det.down(a, now, s.expiry()) {
 			down++
 		}
 	}
@@ -180,7 +180,7 @@ func (s *state) observe(subject string, now time.Time) {
 	if !ok || cur.Deleted {
 		return
 	}
-	down := s.det.down(subject, now, s.expiry(), s.corroborated(subject))
+	down := s.det.down(subject, now, s.expiry())
 	mine, said := s.reps.by[subject][s.self]
 	if down == (said && mine.alert) || !down && !said {
 		return
@@ -274,13 +274,15 @@ func (s *state) down(now time.Time) []string {
 }
 
 // fresh reports whether the cluster's evidence says addr ran within the
-// last Expiry (for a member just learnt of, since then).
+// last two Expiries (for a member just learnt of, since then): a live
+// member's evidence, relayed through lossy exchanges, is now and then
+// more than one Expiry old.
 func (s *state) fresh(addr string, now time.Time) bool {
 	if addr == s.self {
 		return true
 	}
 	i, ok := s.pos(addr)
-	return ok && s.ev[i].seen != noEvidence && s.offset(now)-s.ev[i].seen <= s.expiry()
+	return ok && s.ev[i].seen != noEvidence && s.offset(now)-s.ev[i].seen <= 2*s.expiry()
 }
 
 // reachedBy notes a request from addr: when this peer is pending and addr

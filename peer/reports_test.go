@@ -79,8 +79,8 @@ func TestBadReportLeavesStateUntouched(t *testing.T) {
 }
 
 // The detector alerts at once on a refusal; after probes of three rounds
-// failing for an expiry otherwise, or only three in a row when another
-// observer already alerts; and on a heartbeat that stopped.
+// or more failing for an expiry otherwise; and on a heartbeat that
+// stopped.
 func TestDetector(t *testing.T) {
 	const exp = 5 * p
 	var d detector
@@ -88,27 +88,27 @@ func TestDetector(t *testing.T) {
 	now := t0.Add(p)
 	d.answered("a", 1, now)
 	d.failed("b", true, now, now)
-	if d.down("a", now, exp, false) || !d.down("b", now, exp, false) {
+	if d.down("a", now, exp) || !d.down("b", now, exp) {
 		t.Fatal("want a up, b down on its refusal")
 	}
 	// c's calls of one round fail together (a reset connection): one failure.
 	for range 3 {
 		d.failed("c", false, t0, t0)
 	}
-	if d.down("c", t0.Add(20*p), exp, true) {
+	if d.down("c", t0.Add(20*p), exp) {
 		t.Fatal("calls started in one round counted as failures in a row")
 	}
 	d.failed("c", false, t0.Add(p), t0.Add(p))
-	d.failed("c", false, t0.Add(2*p), t0.Add(2*p))
-	if !d.down("c", t0.Add(2*p), exp, true) {
-		t.Fatal("three failures with another observer's alert did not alert")
+	if d.down("c", t0.Add(20*p), exp) {
+		t.Fatal("two failures in a row alerted")
 	}
-	if d.down("c", t0.Add(exp-p), exp, false) || !d.down("c", t0.Add(exp), exp, false) {
-		t.Fatal("failures should alert alone only once they lasted an expiry")
+	d.failed("c", false, t0.Add(2*p), t0.Add(2*p))
+	if d.down("c", t0.Add(exp-p), exp) || !d.down("c", t0.Add(exp), exp) {
+		t.Fatal("three failures should alert only once they lasted an expiry")
 	}
 	// A stall of this peer restarts the run of failures.
 	d.resume(t0.Add(30 * p))
-	if d.down("c", t0.Add(30*p), exp, false) {
+	if d.down("c", t0.Add(30*p), exp) {
 		t.Fatal("down right after this peer's own stall")
 	}
 	// a answers with the same heartbeat from then on: it no longer runs.
@@ -116,15 +116,15 @@ func TestDetector(t *testing.T) {
 		now = now.Add(p)
 		d.answered("a", 1, now)
 	}
-	if !d.down("a", now, exp, false) {
+	if !d.down("a", now, exp) {
 		t.Fatal("a heartbeat stuck for an expiry did not alert")
 	}
 	d.answered("a", 2, now)
-	if d.down("a", now, exp, false) || d.failing("a") {
+	if d.down("a", now, exp) || d.failing("a") {
 		t.Fatal("an advanced heartbeat did not clear")
 	}
 	d.watch([]string{"a"})
-	if d.down("b", now, exp, false) || d.failing("c") {
+	if d.down("b", now, exp) || d.failing("c") {
 		t.Fatal("forgotten subjects still tracked")
 	}
 	if !refusal(errors.New("connection refused")) || refusal(errors.New("context deadline exceeded")) {
