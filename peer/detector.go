@@ -60,27 +60,27 @@ func (d *detector) answered(addr string, heartbeat uint64, now time.Time) {
 	if !w.answered || heartbeat != w.heartbeat {
 		w.refused, w.fails = false, 0
 	} else {
-		w.fail(now, now)
+		w.fail(now)
 	}
 	w.heartbeat, w.answered = heartbeat, true
 }
 
 // failed records a failed probe that started at started; refused means
 // the connection was refused.
-func (d *detector) failed(addr string, refused bool, started, now time.Time) {
+func (d *detector) failed(addr string, refused bool, started time.Time) {
 	if w := d.watches[addr]; w != nil {
-		w.fail(started, now)
+		w.fail(started)
 		w.refused = w.refused || refused
 	}
 }
 
 // fail counts a failed probe, unless one started no earlier failed already.
-func (w *watch) fail(started, now time.Time) {
+func (w *watch) fail(started time.Time) {
 	if w.fails > 0 && !started.After(w.last) {
 		return
 	}
 	if w.fails == 0 {
-		w.since = now
+		w.since = started // unreachable since the probe went out, at the latest
 	}
 	w.fails++
 	w.last = started

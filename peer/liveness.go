@@ -65,9 +65,13 @@ func (s *state) probes() []string {
 	if len(s.subjects) == 0 {
 		return nil
 	}
-	turn := s.subjects[s.probed%len(s.subjects)]
-	s.probed++
-	out := []string{turn}
+	// Two in turn a round: every observer of a member that went silent
+	// then starts its run of failures within K/2 rounds.
+	var out []string
+	for range min(2, len(s.subjects)) {
+		out = append(out, s.subjects[s.probed%len(s.subjects)])
+		s.probed++
+	}
 	failing := 0
 	for _, a := range s.subjects {
 		if s.det.failing(a) {
@@ -77,7 +81,7 @@ func (s *state) probes() []string {
 	for _, a := range s.subjects {
 		// Two subjects failing at once may mean this peer is cut off:
 		// probing them all tells it within a round (see checkCutOff).
-		if a != turn && (failing >= 2 || s.unsettled(a)) {
+		if !slices.Contains(out, a) && (failing >= 2 || s.unsettled(a)) {
 			out = append(out, a)
 		}
 	}

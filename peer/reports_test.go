@@ -87,22 +87,22 @@ func TestDetector(t *testing.T) {
 	d.watch([]string{"a", "b", "c"})
 	now := t0.Add(p)
 	d.answered("a", 1, now)
-	d.failed("b", true, now, now)
+	d.failed("b", true, now)
 	if d.down("a", now, exp) || !d.down("b", now, exp) {
 		t.Fatal("want a up, b down on its refusal")
 	}
 	// c's calls of one round fail together (a reset connection): one failure.
 	for range 3 {
-		d.failed("c", false, t0, t0)
+		d.failed("c", false, t0)
 	}
 	if d.down("c", t0.Add(20*p), exp) {
 		t.Fatal("calls started in one round counted as failures in a row")
 	}
-	d.failed("c", false, t0.Add(p), t0.Add(p))
+	d.failed("c", false, t0.Add(p))
 	if d.down("c", t0.Add(20*p), exp) {
 		t.Fatal("two failures in a row alerted")
 	}
-	d.failed("c", false, t0.Add(2*p), t0.Add(2*p))
+	d.failed("c", false, t0.Add(2*p))
 	if d.down("c", t0.Add(exp-p), exp) || !d.down("c", t0.Add(exp), exp) {
 		t.Fatal("three failures should alert only once they lasted an expiry")
 	}

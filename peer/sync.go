@@ -936,7 +936,7 @@ func (s *state) onError(ex *exchange, err error, now time.Time) {
 func (s *state) probeFailed(ex *exchange, err error, now time.Time) {
 	refused := refusal(err)
 	s.log.Debug("probe of a subject failed", "subject", ex.addr, "refused", refused, "err", err)
-	s.det.failed(ex.addr, refused, ex.started, now)
+	s.det.failed(ex.addr, refused, ex.started)
 	s.observe(ex.addr, now)
 }
 
