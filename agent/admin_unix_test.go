@@ -135,6 +135,31 @@ func TestAdminUnixSocketInUse(t *testing.T) {
 	if b, _ := os.ReadFile(file); string(b) != "keep me" {
 		t.Errorf("the regular file was changed: %q", b)
 	}
+	open := filepath.Join(dir, "open")
+	if err := os.Mkdir(open, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(Config{Bind: "127.0.0.1:0", Admin: "unix:" + filepath.Join(open, "mesh.sock")})
+	if err == nil || !strings.Contains(err.Error(), "is writable by other users (mode -rwxrwxrwx) without the sticky bit") {
+		t.Errorf("New in a world-writable directory: %v", err)
+	}
+	if os.Geteuid() == 0 {
+		// A directory another user made first, as /tmp/mesh-UID could be.
+		squatted := filepath.Join(dir, "squatted")
+		if err := os.Mkdir(squatted, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(squatted, nobody, nobody); err != nil {
+			t.Fatal(err)
+		}
+		_, err = New(Config{Bind: "127.0.0.1:0", Admin: "unix:" + filepath.Join(squatted, "mesh.sock")})
+		if err == nil || !strings.Contains(err.Error(), "belongs to uid 65534, not this user (0)") {
+			t.Errorf("New in a directory of another user: %v", err)
+		}
+	}
 	_, err = New(Config{Bind: "127.0.0.1:0", Admin: "unix:" + filepath.Join(dir, "no", "such", "mesh.sock")})
 	if err == nil || !strings.Contains(err.Error(), "cannot create directory") {
 		t.Errorf("New with a missing parent directory: %v", err)

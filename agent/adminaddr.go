@@ -132,6 +132,9 @@ func listenUnix(path string) (net.Listener, error) {
 	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return nil, fmt.Errorf("%s: cannot create directory %s: %w; create it writable by this user, or choose another --admin", flag, dir, unwrapPath(err))
 	}
+	if err := checkSocketDir(dir); err != nil {
+		return nil, fmt.Errorf("%s: %w", flag, err)
+	}
 	if st, err := os.Lstat(path); err == nil {
 		if st.Mode().Type() != fs.ModeSocket {
 			return nil, fmt.Errorf("%s: %s exists and is not a socket; remove it or choose another --admin", flag, path)

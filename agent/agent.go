@@ -202,7 +202,7 @@ func (a *Agent) ReloadTLS() error {
 	}
 	err := a.tls.Reload()
 	if a.admins != nil {
-		changed, aerr := a.admins.reload(true)
+		changed, aerr := a.admins.reload(false) // logged only if the contents changed
 		a.adminReloaded(changed, aerr)
 		err = errors.Join(err, aerr)
 	}
@@ -429,7 +429,7 @@ func (a *Agent) leave() *meshpb.LeaveResponse {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*a.peer.Config().RPCTimeout)
 		defer cancel()
-		resp := &meshpb.LeaveResponse{Members: uint32(n)}
+		resp := &meshpb.LeaveResponse{Members: uint32(n), Self: a.self}
 		if err := a.peer.Leave(ctx); err != nil {
 			resp.Error = err.Error()
 			if n > 0 {

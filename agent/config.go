@@ -81,8 +81,9 @@ type Config struct {
 	AdminCA string
 
 	// EventHandlers run a program on each membership event (see
-	// EventHandler). At most MaxHandlerProcs run at once; the events of one
-	// member reach each handler in order; none ever delays gossip.
+	// EventHandler). At most MaxHandlerProcs of each run at once; the
+	// events of one member reach each handler in order; none ever delays
+	// gossip, nor another handler.
 	EventHandlers []EventHandler
 	// HandlerTimeout bounds one run of an event handler; the handler (and
 	// every process it started) is then killed. Default:

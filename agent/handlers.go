@@ -22,8 +22,9 @@ const (
 	// DefaultHandlerTimeout is Config.HandlerTimeout's default: a handler
 	// is meant to notify something and return, not to work for long.
 	DefaultHandlerTimeout = 10 * time.Second
-	// MaxHandlerProcs is how many handler processes run at once, over
-	// all handlers and members; the rest wait their turn.
+	// MaxHandlerProcs is how many processes of one handler run at once,
+	// over all members; the rest wait their turn. It is per handler so
+	// that a handler that hangs delays no other.
 	MaxHandlerProcs = 4
 	// maxPendingEvents bounds the events waiting for a handler; beyond it
 	// events are dropped and counted in the log, rather than memory grow
@@ -111,7 +112,8 @@ func (c Config) handlerTimeout() time.Duration {
 // dispatcher runs the event handlers. Each (handler, member) pair has a
 // queue worked by one goroutine at a time, so a member's events reach a
 // handler in order, while a slow handler delays only its own later events
-// of that member. A semaphore bounds the processes running at once.
+// of that member. A semaphore per handler bounds its processes running at
+// once, so that one that hangs delays no other.
 // Nothing here blocks the peer: events come from a subscription, which
 // drops rather than blocks, and are only queued on arrival.
 type dispatcher struct {
@@ -120,7 +122,7 @@ type dispatcher struct {
 	self     string
 	cluster  string
 	log      *slog.Logger
-	slots    chan struct{}
+	slots    []chan struct{} // by handler
 
 	killCtx context.Context // cancelled stopGrace after the stop: kills what runs
 	kill    context.CancelFunc
@@ -140,11 +142,14 @@ type queueKey struct {
 
 func newDispatcher(handlers []EventHandler, timeout time.Duration, self, cluster string, log *slog.Logger) *dispatcher {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &dispatcher{
+	d := &dispatcher{
 		handlers: handlers, timeout: timeout, self: self, cluster: cluster, log: log,
-		slots: make(chan struct{}, MaxHandlerProcs), killCtx: ctx, kill: cancel,
-		queues: map[queueKey][]peer.Event{},
+		killCtx: ctx, kill: cancel, queues: map[queueKey][]peer.Event{},
 	}
+	for range handlers {
+		d.slots = append(d.slots, make(chan struct{}, MaxHandlerProcs))
+	}
+	return d
 }
 
 // run queues the subscription's events until it is closed, then stops.
@@ -211,9 +216,10 @@ func (d *dispatcher) enqueue(ev peer.Event) {
 // queue is empty or the dispatcher stopped.
 func (d *dispatcher) work(k queueKey) {
 	defer d.workers.Done()
+	slots := d.slots[k.handler]
 	for {
 		select {
-		case d.slots <- struct{}{}:
+		case slots <- struct{}{}:
 		case <-d.killCtx.Done():
 			d.drop(k)
 			return
@@ -226,7 +232,7 @@ func (d *dispatcher) work(k queueKey) {
 			d.pending -= len(q)
 			delete(d.queues, k)
 			d.mu.Unlock()
-			<-d.slots
+			<-slots
 			return
 		}
 		ev := q[0]
@@ -235,7 +241,7 @@ func (d *dispatcher) work(k queueKey) {
 		d.mu.Unlock()
 
 		d.runHandler(d.handlers[k.handler], ev)
-		<-d.slots
+		<-slots
 	}
 }
 

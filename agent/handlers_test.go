@@ -238,17 +238,21 @@ fi
 	})
 }
 
-// Stopping kills a handler still running after stopGrace and skips queued
-// events; every worker has exited when stop returns.
+// A handler hanging on as many members as it may run at once delays no
+// other handler. Stopping kills a handler still running after stopGrace
+// and skips queued events; every worker has exited when stop returns.
 func TestHandlerStopKills(t *testing.T) {
 	dir := t.TempDir()
 	started := filepath.Join(dir, "started")
+	other := filepath.Join(dir, "other")
 	hang := script(t, dir, "hang.sh", "echo $MESH_ADDR >> "+started+"\nsleep 600\n")
-	d, lb := testDispatcher(t, time.Hour, EventHandler{Program: hang})
+	rec := script(t, dir, "rec.sh", "echo $MESH_ADDR >> "+other+"\n")
+	d, lb := testDispatcher(t, time.Hour, EventHandler{Program: hang}, EventHandler{Program: rec})
 	for i := range MaxHandlerProcs + 2 {
 		d.enqueue(ev(peer.EventJoin, fmt.Sprintf("10.0.0.%d:7946", i+1), "", nil))
 	}
 	lines(t, started, MaxHandlerProcs)
+	lines(t, other, MaxHandlerProcs+2)
 	start := time.Now()
 	d.stop()
 	if took := time.Since(start); took > stopGrace+handlerWaitDelay+time.Second {

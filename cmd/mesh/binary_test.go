@@ -61,6 +61,7 @@ type proc struct {
 	done     chan struct{}
 	state    *os.ProcessState
 	addr     string // an agent's address, from its "agent started" log line
+	admin    string // its admin address, from the same line
 	metrics  string
 }
 
@@ -134,29 +135,36 @@ func (p *proc) signal(t *testing.T, sig os.Signal) {
 	}
 }
 
-// startAgent starts `mesh agent` on a free port and reads its address
-// from its JSON log.
+// startAgent starts `mesh agent` on a free port, with its admin API on a
+// unix socket of its own, and reads both addresses from its JSON log.
 func startAgent(t *testing.T, bin, name string, args ...string) *proc {
 	t.Helper()
-	args = append([]string{"agent", "--bind", "127.0.0.1:0", "--name", name, "--period", binPeriod.String(), "--log-format", "json"}, args...)
-	p := startProc(t, bin, name, args...)
+	args = append([]string{"agent", "--bind", "127.0.0.1:0", "--admin", "unix:" + filepath.Join(t.TempDir(), name+".sock"),
+		"--name", name, "--period", binPeriod.String(), "--log-format", "json"}, args...)
+	return awaitStarted(t, startProc(t, bin, name, args...))
+}
+
+// awaitStarted waits for an agent's "agent started" log line and reads its
+// addresses from it.
+func awaitStarted(t *testing.T, p *proc) *proc {
+	t.Helper()
 	deadline := time.Now().Add(binWait)
 	for {
 		sc := bufio.NewScanner(strings.NewReader(readFile(p.err)))
 		for sc.Scan() {
-			var l struct{ Msg, Addr, Metrics string }
+			var l struct{ Msg, Addr, Admin, Metrics string }
 			if json.Unmarshal(sc.Bytes(), &l) == nil && l.Msg == "agent started" {
-				p.addr, p.metrics = l.Addr, l.Metrics
+				p.addr, p.admin, p.metrics = l.Addr, l.Admin, l.Metrics
 				return p
 			}
 		}
 		select {
 		case <-p.done:
-			t.Fatalf("agent %s exited before starting: %v\n%s", name, p.state, readFile(p.err))
+			t.Fatalf("agent %s exited before starting: %v\n%s", p.name, p.state, readFile(p.err))
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("agent %s did not log 'agent started' within %v", name, binWait)
+			t.Fatalf("agent %s did not log 'agent started' within %v", p.name, binWait)
 		}
 	}
 }
@@ -180,13 +188,13 @@ func cli(bin string, args ...string) (code int, stdout, stderr string) {
 	return code, out.String(), errb.String()
 }
 
-// membersOf runs `mesh members --json` against an agent.
-func membersOf(t *testing.T, bin, addr string) (membersJSON, error) {
+// membersOf runs `mesh members --json` against an agent's admin address.
+func membersOf(t *testing.T, bin, admin string) (membersJSON, error) {
 	t.Helper()
-	code, out, errOut := cli(bin, "members", "--json", "--addr", addr)
+	code, out, errOut := cli(bin, "members", "--json", "--admin", admin)
 	var m membersJSON
 	if code != 0 {
-		return m, fmt.Errorf("mesh members --addr %s: exit %d: %s", addr, code, errOut)
+		return m, fmt.Errorf("mesh members --admin %s: exit %d: %s", admin, code, errOut)
 	}
 	if err := json.Unmarshal([]byte(out), &m); err != nil {
 		return m, fmt.Errorf("mesh members --json output %q: %v", out, err)
@@ -220,7 +228,7 @@ func until(t *testing.T, bin, what string, on []*proc, cond func(membersJSON) bo
 	for {
 		last, ok := "", true
 		for _, a := range on {
-			m, err := membersOf(t, bin, a.addr)
+			m, err := membersOf(t, bin, a.admin)
 			if err != nil || !cond(m) {
 				last, ok = fmt.Sprintf("%s: %+v %v", a.name, m, err), false
 				break
@@ -243,11 +251,11 @@ func testCluster(t *testing.T, bin string) {
 	}
 	// a4 joins with `mesh join` instead of --join.
 	agents = append(agents, startAgent(t, bin, "a4"))
-	code, out, errOut := cli(bin, "join", "--addr", agents[4].addr, agents[1].addr)
+	code, out, errOut := cli(bin, "join", "--admin", agents[4].admin, agents[1].addr)
 	if code != 0 || !strings.Contains(out, "joined: "+agents[1].addr+" answered") {
 		t.Errorf("mesh join: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
-	code, out, errOut = cli(bin, "wait-converged", "--addr", agents[2].addr, "--members", "5")
+	code, out, errOut = cli(bin, "wait-converged", "--admin", agents[2].admin, "--members", "5")
 	if code != 0 || !strings.HasPrefix(out, "converged: 5 members alive") {
 		t.Errorf("mesh wait-converged --members 5: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
@@ -255,7 +263,7 @@ func testCluster(t *testing.T, bin string) {
 		return m.alive() == 5 && m.Converged
 	})
 	t.Logf("5 agents converged %v after wait-converged returned", took.Round(time.Millisecond))
-	code, out, errOut = cli(bin, "meta", "set", "--addr", agents[1].addr, "name=one", "zone=b")
+	code, out, errOut = cli(bin, "meta", "set", "--admin", agents[1].admin, "name=one", "zone=b")
 	if code != 0 || out != "meta of "+agents[1].addr+": name=one tags=zone=b\n" {
 		t.Errorf("mesh meta set: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
@@ -268,7 +276,7 @@ func testCluster(t *testing.T, bin string) {
 		return false
 	})
 	for _, a := range agents {
-		m, err := membersOf(t, bin, a.addr)
+		m, err := membersOf(t, bin, a.admin)
 		if err != nil || m.Self != a.addr || m.Period != binPeriod.String() || len(m.ViewDigest) != 16 {
 			t.Errorf("members of %s: %+v, %v", a.name, m, err)
 		}
@@ -285,8 +293,8 @@ func testCluster(t *testing.T, bin string) {
 
 	// Watchers on two observers record when they see the leave.
 	watchers := []*proc{
-		startProc(t, bin, "watch-a0", "watch", "--json", "--addr", agents[0].addr),
-		startProc(t, bin, "watch-a1", "watch", "--json", "--addr", agents[1].addr),
+		startProc(t, bin, "watch-a0", "watch", "--json", "--admin", agents[0].admin),
+		startProc(t, bin, "watch-a1", "watch", "--json", "--admin", agents[1].admin),
 	}
 
 	// SIGKILL a4: no goodbye; the others declare it failed.
@@ -386,6 +394,7 @@ func testErrors(t *testing.T, bin string) {
 	}
 	defer taken.Close()
 	unreachable := freeAddr(t)
+	noSock := filepath.Join(t.TempDir(), "none.sock")
 	for _, tc := range []struct {
 		args []string
 		code int
@@ -394,8 +403,13 @@ func testErrors(t *testing.T, bin string) {
 		{[]string{"agent", "--bogus"}, exitUsage, "mesh agent: flag provided but not defined: -bogus (see 'mesh agent -h')"},
 		{[]string{"agent", "--bind", "127.0.0.1"}, exitUsage, `mesh agent: --bind: "127.0.0.1" is not host:port`},
 		{[]string{"agent", "--bind", taken.Addr().String()}, exitFail, "mesh agent: --bind " + taken.Addr().String() + ": cannot listen: bind: address already in use"},
-		{[]string{"members", "--addr", unreachable}, exitFail, "mesh members: cannot reach an agent at " + unreachable + ": connect: connection refused"},
-		{[]string{"wait-converged", "--addr", unreachable, "--timeout", "300ms"}, exitFail, "mesh wait-converged: not converged within 300ms (last: cannot reach an agent at " + unreachable},
+		{[]string{"members", "--admin", unreachable}, exitFail, "mesh members: cannot reach an agent at " + unreachable + ": connect: connection refused"},
+		{[]string{"wait-converged", "--admin", unreachable, "--timeout", "300ms"}, exitFail, "mesh wait-converged: not converged within 300ms (last: cannot reach an agent at " + unreachable},
+		{[]string{"members", "--admin", "unix:" + noSock}, exitFail, "mesh members: cannot reach an agent at unix:" + noSock + ": connect: no such file or directory; is an agent running on this host with this --admin?"},
+		{[]string{"members", "--addr", "127.0.0.1:7946"}, exitUsage, "mesh members: invalid value \"127.0.0.1:7946\" for flag -addr: the admin API is no longer served on the gossip port; pass the agent's --admin address as --admin"},
+		{[]string{"agent", "--admin", "10.1.2.3:7373"}, exitUsage, "mesh agent: --admin 10.1.2.3:7373 is not a loopback address"},
+		{[]string{"agent", "--event-handler", "join=/no/such/handler"}, exitUsage, "mesh agent: --event-handler join=/no/such/handler: no such file or directory; give the path of an executable file"},
+		{[]string{"agent", "--event-handler", "joined=/bin/true"}, exitUsage, "mesh agent: invalid value \"joined=/bin/true\" for flag -event-handler: unknown event type \"joined\""},
 	} {
 		code, out, errOut := cli(bin, tc.args...)
 		if code != tc.code || out != "" || !oneLine(errOut) || !strings.HasPrefix(errOut, tc.want) {
