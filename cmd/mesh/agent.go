@@ -64,7 +64,7 @@ func parseAgentFlags(args []string) (f agentFlags, fs *flag.FlagSet, err error) 
 	fs.StringVar(&f.cfg.Metrics, "metrics", "", "`host:port` to serve Prometheus metrics on at /metrics (default: off)")
 	fs.StringVar(&f.cfg.TLSCert, "tls-cert", "", "PEM `file`: this agent's certificate, for mutual TLS (with --tls-key and --tls-ca; reloaded on SIGHUP)")
 	fs.StringVar(&f.cfg.TLSKey, "tls-key", "", "PEM `file`: the private key of --tls-cert")
-	fs.StringVar(&f.cfg.TLSCA, "tls-ca", "", "PEM `file`: the CAs whose certificates peers and clients must present (a bundle during rotation)")
+	fs.StringVar(&f.cfg.TLSCA, "tls-ca", "", "PEM `file`: the CAs whose certificates peers must present (a bundle during rotation)")
 	fs.Var(format, "log-format", "log format on stderr: text or json")
 	fs.Var(level, "log-level", "least severe level logged: debug, info, warn or error")
 
