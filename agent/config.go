@@ -59,9 +59,9 @@ type Config struct {
 	// TLSCert, TLSKey and TLSCA are PEM files: this agent's certificate
 	// (leaf first, then any intermediates), its private key, and the CAs
 	// it trusts (a bundle may hold several, for rotation). Set all three
-	// or none. With them every connection, gossip and admin API alike, is
-	// mutual TLS, and only a member's own certificate can sign its entries
-	// (see meshtls). The agent reloads them on Agent.ReloadTLS (SIGHUP in
+	// or none. With them every gossip and health connection is mutual
+	// TLS, and only a member's own certificate can sign its entries (see
+	// meshtls). The admin API is TLS only on a TCP Admin with AdminCA. The agent reloads them on Agent.ReloadTLS (SIGHUP in
 	// `mesh agent`) and when their contents change.
 	TLSCert, TLSKey, TLSCA string
 
