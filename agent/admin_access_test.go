@@ -273,3 +273,49 @@ func TestParseAdmin(t *testing.T) {
 		}
 	}
 }
+
+// Replacing the --admin-ca file and reloading (SIGHUP in mesh agent)
+// moves admin access to the new CA's certificates at the next connection.
+func TestAdminCAReload(t *testing.T) {
+	memberCA, ops1, ops2 := meshtlstest.NewCA(t, "member ca"), meshtlstest.NewCA(t, "ops 1"), meshtlstest.NewCA(t, "ops 2")
+	a := adminAgent(t, memberCA, ops1)
+	clientOnly := meshtlstest.Spec{ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	cert1, cert2 := ops1.Issue(t, clientOnly), ops2.Issue(t, clientOnly)
+	call := func(leaf *meshtlstest.Leaf) error {
+		conn, err := grpc.NewClient(a.a.AdminAddr(), clientTLS(leaf, memberCA))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_, err = meshpb.NewMeshAdminClient(conn).Members(ctxT(t), &meshpb.MembersRequest{})
+		return err
+	}
+	if err := call(cert1); err != nil {
+		t.Fatalf("ops 1 before the reload: %v", err)
+	}
+	if err := call(cert2); status.Code(err) != codes.Unavailable {
+		t.Fatalf("ops 2 before the reload: %v, want Unavailable", err)
+	}
+	if err := os.WriteFile(a.a.cfg.AdminCA, ops2.PEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.a.ReloadTLS(); err != nil {
+		t.Fatal(err)
+	}
+	if err := call(cert2); err != nil {
+		t.Errorf("ops 2 after the reload: %v", err)
+	}
+	if err := call(cert1); status.Code(err) != codes.Unavailable {
+		t.Errorf("ops 1 after the reload: %v, want Unavailable", err)
+	}
+	// A bundle that shares the member CA is refused; the previous stays.
+	if err := os.WriteFile(a.a.cfg.AdminCA, memberCA.PEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.a.ReloadTLS(); err == nil || !strings.Contains(err.Error(), "is also in --tls-ca") {
+		t.Errorf("reload of an admin CA equal to the member CA: %v", err)
+	}
+	if err := call(cert2); err != nil {
+		t.Errorf("ops 2 after a refused reload: %v", err)
+	}
+}
