@@ -295,3 +295,32 @@ func TestParseEventHandler(t *testing.T) {
 		}
 	}
 }
+
+// Behind a handler that hangs, events queue up to maxPendingEvents; the
+// rest are dropped and logged (a few lines, not one per event).
+func TestHandlerQueueBound(t *testing.T) {
+	dir := t.TempDir()
+	started := filepath.Join(dir, "started")
+	hang := script(t, dir, "hang.sh", "echo $MESH_ADDR >> "+started+"\nsleep 600\n")
+	d, lb := testDispatcher(t, time.Hour, EventHandler{Program: hang})
+	d.enqueue(ev(peer.EventJoin, "10.0.0.1:7946", "", nil))
+	lines(t, started, 1) // the first runs, and hangs
+	const extra = 100
+	for range maxPendingEvents + extra {
+		d.enqueue(ev(peer.EventUpdate, "10.0.0.1:7946", "", nil))
+	}
+	d.mu.Lock()
+	pending, dropped := d.pending, d.dropped
+	d.mu.Unlock()
+	if pending != maxPendingEvents || dropped != extra {
+		t.Errorf("pending %d, dropped %d; want %d and %d", pending, dropped, maxPendingEvents, extra)
+	}
+	logged := lb.find("event handler queue full: event dropped")
+	var last map[string]any
+	if len(logged) > 0 {
+		last = logged[len(logged)-1]
+	}
+	if n := len(logged); n == 0 || n > 8 || last["dropped_total"] != float64(64) {
+		t.Errorf("%d drop lines logged, the last %v; want a few, at powers of two up to 64", n, last)
+	}
+}
