@@ -186,7 +186,7 @@ func TestHandlerFailureAndTimeout(t *testing.T) {
 fi
 `)
 	rec := script(t, dir, "rec.sh", `echo "$MESH_EVENT $MESH_ADDR" >> `+fast+"\n")
-	const timeout = 500 * time.Millisecond
+	const timeout = 2 * time.Second
 	d, lb := testDispatcher(t, timeout, EventHandler{Types: []string{"failed"}, Program: failing}, EventHandler{Program: hang}, EventHandler{Program: rec})
 
 	start := time.Now()
