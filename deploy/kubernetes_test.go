@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,6 +13,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 )
@@ -20,6 +22,7 @@ import (
 type manifests struct {
 	services     []*corev1.Service
 	statefulSets []*appsv1.StatefulSet
+	budgets      []*policyv1.PodDisruptionBudget
 }
 
 // decodeStrict decodes every YAML document of data into its API type,
@@ -43,6 +46,10 @@ func decodeStrict(name string, data []byte, into *manifests) error {
 			s := &appsv1.StatefulSet{}
 			err = yaml.UnmarshalStrict(doc, s)
 			into.statefulSets = append(into.statefulSets, s)
+		case "policy/v1 PodDisruptionBudget":
+			b := &policyv1.PodDisruptionBudget{}
+			err = yaml.UnmarshalStrict(doc, b)
+			into.budgets = append(into.budgets, b)
 		default:
 			return fmt.Errorf("%s, document %d: kind %q of %q is not one this test decodes; add it", name, i+1, tm.Kind, tm.APIVersion)
 		}
@@ -69,8 +76,8 @@ func loadManifests(t *testing.T) manifests {
 			t.Fatal(err)
 		}
 	}
-	if len(m.services) != 1 || len(m.statefulSets) != 1 {
-		t.Fatalf("want 1 Service and 1 StatefulSet, got %d and %d", len(m.services), len(m.statefulSets))
+	if len(m.services) != 1 || len(m.statefulSets) != 1 || len(m.budgets) != 1 {
+		t.Fatalf("want 1 Service, 1 StatefulSet and 1 PodDisruptionBudget, got %d, %d and %d", len(m.services), len(m.statefulSets), len(m.budgets))
 	}
 	return m
 }
@@ -91,7 +98,8 @@ func TestKubernetesManifestsDecodeStrictly(t *testing.T) {
 }
 
 // The manifests agree with each other and with the agent: the Service is
-// headless and publishes not-ready pods, the agent joins it by name with a
+// headless and publishes not-ready pods, the disruption budget covers the
+// pods one at a time, the agent joins it by name with a
 // cluster name, probes use grpc.health.v1 on the gossip port, and preStop
 // leaves through the agent's admin socket, which is on a volume.
 func TestKubernetesManifestsAgree(t *testing.T) {
@@ -107,6 +115,10 @@ func TestKubernetesManifestsAgree(t *testing.T) {
 		if sts.Spec.Template.Labels[k] != v {
 			t.Errorf("Service selects %s=%s; the pods are labelled %v", k, v, sts.Spec.Template.Labels)
 		}
+	}
+	if pdb := m.budgets[0]; pdb.Spec.Selector == nil || !maps.Equal(pdb.Spec.Selector.MatchLabels, sts.Spec.Selector.MatchLabels) ||
+		pdb.Spec.MaxUnavailable == nil || pdb.Spec.MaxUnavailable.IntValue() != 1 {
+		t.Errorf("PodDisruptionBudget %+v; want maxUnavailable 1 over the StatefulSet's pods %v", pdb.Spec, sts.Spec.Selector.MatchLabels)
 	}
 	if len(sts.Spec.Template.Spec.Containers) != 1 {
 		t.Fatalf("want one container, got %d", len(sts.Spec.Template.Spec.Containers))
