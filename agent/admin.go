@@ -90,7 +90,7 @@ func (s *admin) SetMeta(_ context.Context, req *meshpb.SetMetaRequest) (*meshpb.
 		return nil, status.Errorf(codes.InvalidArgument, "set meta: %v", err)
 	}
 	a.log.Info("meta updated", "name", next.GetName(), "tags", next.GetTags())
-	return &meshpb.SetMetaResponse{Meta: next}, nil
+	return &meshpb.SetMetaResponse{Meta: next, Self: a.self}, nil
 }
 
 func (s *admin) Leave(context.Context, *meshpb.LeaveRequest) (*meshpb.LeaveResponse, error) {

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -52,16 +53,21 @@ const (
 )
 
 // Agent is one member of a cluster as a service: a peer, the gRPC server
-// it answers on (gossip, MeshAdmin and grpc.health.v1 on one port), and
-// optionally a snapshot file and a Prometheus endpoint.
+// it answers on (gossip and grpc.health.v1), the admin server (MeshAdmin,
+// on its own address), event handlers, and optionally a snapshot file and
+// a Prometheus endpoint.
 type Agent struct {
 	cfg     Config
 	log     *slog.Logger
 	self    string
 	lis     net.Listener
+	alis    net.Listener // nil without an admin address
 	mlis    net.Listener // nil without metrics
 	peer    *peer.Peer
 	srv     *grpc.Server
+	asrv    *grpc.Server // nil without an admin address
+	admins  *adminCAs    // nil without --admin-ca
+	events  *dispatcher
 	health  *health.Server
 	httpSrv *http.Server // nil without metrics
 	joiner  *joiner
@@ -118,6 +124,7 @@ func New(cfg Config) (*Agent, error) {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: pingMinTime}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: idleClose, MaxConnectionAge: maxAge}),
 	}
+	adminOpts := slices.Clone(srvOpts) // the same limits, other credentials
 	if cfg.tls() {
 		if a.tls, err = meshtls.LoadFiles(cfg.TLSCert, cfg.TLSKey, cfg.TLSCA); err != nil {
 			return nil, err
@@ -129,6 +136,17 @@ func New(cfg Config) (*Agent, error) {
 		creds = a.tls.DialOption()
 		srvOpts = append(srvOpts, a.tls.ServerOption())
 		pc.Authority = a.tls.Authority()
+		if cfg.AdminCA != "" {
+			if a.admins, err = loadAdminCAs(cfg.AdminCA, cfg.TLSCA); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if cfg.Admin != "" {
+		ad, _ := ParseAdmin(cfg.Admin) // validated
+		if a.alis, err = listenAdmin(ad, a.admins != nil); err != nil {
+			return nil, err
+		}
 	}
 	pc.DialOptions = []grpc.DialOption{
 		creds,
@@ -152,11 +170,20 @@ func New(cfg Config) (*Agent, error) {
 		a.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	}
 
+	// The gossip port serves gossip and health only: every member must be
+	// able to reach it, and no member may control another agent.
 	a.srv = grpc.NewServer(srvOpts...)
 	meshpb.RegisterGossipServiceServer(a.srv, a.peer)
-	meshpb.RegisterMeshAdminServer(a.srv, &admin{a: a})
 	a.health = health.NewServer()
 	healthpb.RegisterHealthServer(a.srv, a.health)
+	if a.alis != nil {
+		if a.admins != nil {
+			adminOpts = append(adminOpts, grpc.Creds(credentials.NewTLS(adminTLS(a.tls, a.admins))))
+		}
+		a.asrv = grpc.NewServer(adminOpts...)
+		meshpb.RegisterMeshAdminServer(a.asrv, &admin{a: a})
+	}
+	a.events = newDispatcher(cfg.EventHandlers, cfg.handlerTimeout(), a.self, cfg.Cluster, a.log)
 	a.joiner = newJoiner(cfg.Resolver, a.peer, a.peer.Config().PingPeriod, a.log)
 	if a.tls != nil {
 		a.tls.OnReload(a.reloaded)
@@ -165,15 +192,30 @@ func New(cfg Config) (*Agent, error) {
 	return a, nil
 }
 
-// ReloadTLS re-reads the TLS files (`mesh agent` calls it on SIGHUP; the
-// agent also polls them every period). New connections use the new
-// certificate at once, and the agent re-signs its own entry with it. On
-// error the agent keeps the previous files' contents.
+// ReloadTLS re-reads the TLS files and the admin CAs (`mesh agent` calls
+// it on SIGHUP; the agent also polls them every period). New connections
+// use the new certificates at once, and the agent re-signs its own entry
+// with its new one. On error the agent keeps the previous files' contents.
 func (a *Agent) ReloadTLS() error {
 	if a.tls == nil {
 		return errors.New("reload TLS: the agent runs without --tls-cert/--tls-key/--tls-ca")
 	}
-	return a.tls.Reload()
+	err := a.tls.Reload()
+	if a.admins != nil {
+		changed, aerr := a.admins.reload(false) // logged only if the contents changed
+		a.adminReloaded(changed, aerr)
+		err = errors.Join(err, aerr)
+	}
+	return err
+}
+
+// adminReloaded logs a reload of the admin CAs.
+func (a *Agent) adminReloaded(changed bool, err error) {
+	if err != nil {
+		a.log.Error("admin CAs not reloaded; keeping the previous ones", "err", err)
+	} else if changed {
+		a.log.Info("admin CAs reloaded", "file", a.cfg.AdminCA)
+	}
 }
 
 // selfCheck checks that peers would accept an entry this agent signs.
@@ -220,6 +262,18 @@ func listen(addr, flag string) (net.Listener, error) {
 // peers dial.
 func (a *Agent) Addr() string { return a.self }
 
+// AdminAddr returns the address the admin API is served on ("unix:PATH"
+// or host:port, with the port bound), or "" without one.
+func (a *Agent) AdminAddr() string {
+	if a.alis == nil {
+		return ""
+	}
+	if ua, ok := a.alis.Addr().(*net.UnixAddr); ok {
+		return "unix:" + ua.Name
+	}
+	return a.alis.Addr().String()
+}
+
 // MetricsAddr returns the address metrics are served on, or "".
 func (a *Agent) MetricsAddr() string {
 	if a.mlis == nil {
@@ -240,6 +294,9 @@ func (a *Agent) Close() {
 		a.peer.Stop()
 	}
 	a.lis.Close()
+	if a.alis != nil {
+		a.alis.Close()
+	}
 	if a.mlis != nil {
 		a.mlis.Close()
 	}
@@ -272,15 +329,32 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer stopLoop()
 
 	var wg sync.WaitGroup
-	failed := make(chan error, 2)
+	failed := make(chan error, 3)
+	// Subscribed before the peer runs, so handlers see every event.
+	handlerSub := a.peer.Subscribe(handlerBuffer)
+	handlersDone := make(chan struct{})
+	wg.Go(func() {
+		defer close(handlersDone)
+		a.events.run(handlerSub)
+	})
 	wg.Go(func() {
 		if err := a.srv.Serve(a.lis); err != nil {
 			failed <- fmt.Errorf("serve gRPC on %s: %w", a.lis.Addr(), err)
 		}
 	})
+	if a.asrv != nil {
+		wg.Go(func() {
+			if err := a.asrv.Serve(a.alis); err != nil {
+				failed <- fmt.Errorf("serve the admin API on %s: %w", a.AdminAddr(), err)
+			}
+		})
+	}
 	wg.Go(a.peer.Run)
 	if a.tls != nil {
 		wg.Go(func() { a.tls.WatchFiles(loopCtx, a.peer.Config().PingPeriod) })
+	}
+	if a.admins != nil {
+		wg.Go(func() { a.admins.poll(loopCtx, a.peer.Config().PingPeriod, a.adminReloaded) })
 	}
 	if a.httpSrv != nil {
 		wg.Go(func() {
@@ -295,7 +369,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.loop(loopCtx, pending)
 	})
 	a.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	a.log.Info("agent started", "addr", a.self, "bind", a.lis.Addr().String(), "metrics", a.MetricsAddr(),
+	a.log.Info("agent started", "addr", a.self, "bind", a.lis.Addr().String(), "admin", a.AdminAddr(), "metrics", a.MetricsAddr(),
 		"cluster", a.cfg.Cluster, "period", a.peer.Config().PingPeriod.String(), "name", a.cfg.Name)
 
 	var err error
@@ -311,14 +385,15 @@ func (a *Agent) Run(ctx context.Context) error {
 	<-loopDone // final snapshot saved
 	a.leave()
 
-	stopped := make(chan struct{})
-	go func() { a.srv.GracefulStop(); close(stopped) }()
-	select {
-	case <-stopped:
-	case <-time.After(stopGrace):
-		a.srv.Stop()
-		<-stopped
+	handlerSub.Close() // the dispatcher stops, giving running handlers stopGrace
+	var stops sync.WaitGroup
+	for _, srv := range []*grpc.Server{a.srv, a.asrv} {
+		if srv != nil {
+			stops.Go(func() { gracefulStop(srv) })
+		}
 	}
+	stops.Wait()
+	<-handlersDone
 	if a.httpSrv != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), stopGrace)
 		if err := a.httpSrv.Shutdown(sctx); err != nil {
@@ -329,6 +404,18 @@ func (a *Agent) Run(ctx context.Context) error {
 	wg.Wait()
 	a.log.Info("agent stopped")
 	return err
+}
+
+// gracefulStop stops srv, cutting calls still running after stopGrace.
+func gracefulStop(srv *grpc.Server) {
+	stopped := make(chan struct{})
+	go func() { srv.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(stopGrace):
+		srv.Stop()
+		<-stopped
+	}
 }
 
 // leave tells the cluster once, and stops the peer.
@@ -342,7 +429,7 @@ func (a *Agent) leave() *meshpb.LeaveResponse {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*a.peer.Config().RPCTimeout)
 		defer cancel()
-		resp := &meshpb.LeaveResponse{Members: uint32(n)}
+		resp := &meshpb.LeaveResponse{Members: uint32(n), Self: a.self}
 		if err := a.peer.Leave(ctx); err != nil {
 			resp.Error = err.Error()
 			if n > 0 {

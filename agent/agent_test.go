@@ -43,6 +43,9 @@ func start(t *testing.T, cfg Config) *running {
 	if cfg.Period == 0 {
 		cfg.Period = testPeriod
 	}
+	if cfg.Admin == "" {
+		cfg.Admin = "unix:" + filepath.Join(t.TempDir(), "admin.sock")
+	}
 	a, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New(%+v): %v", cfg, err)
@@ -141,9 +144,9 @@ func TestAgentAdminAPI(t *testing.T) {
 	a := start(t, Config{Name: "a", Tags: map[string]string{"role": "web"}, Metrics: "127.0.0.1:0"})
 	b := start(t, Config{Name: "b", Join: []string{a.a.Addr()}})
 	c := start(t, Config{Name: "c"})
-	ca := meshpb.NewMeshAdminClient(dial(t, a.a.Addr()))
-	cb := meshpb.NewMeshAdminClient(dial(t, b.a.Addr()))
-	cc := meshpb.NewMeshAdminClient(dial(t, c.a.Addr()))
+	ca := meshpb.NewMeshAdminClient(dial(t, a.a.AdminAddr()))
+	cb := meshpb.NewMeshAdminClient(dial(t, b.a.AdminAddr()))
+	cc := meshpb.NewMeshAdminClient(dial(t, c.a.AdminAddr()))
 	ctx := t.Context()
 
 	// Join by host name: localhost stands for 127.0.0.1 (and maybe ::1).
@@ -294,7 +297,7 @@ func TestSnapshotRejoin(t *testing.T) {
 	}
 
 	b2 := start(t, Config{Name: "b2", Snapshot: snap})
-	cb := meshpb.NewMeshAdminClient(dial(t, b2.a.Addr()))
+	cb := meshpb.NewMeshAdminClient(dial(t, b2.a.AdminAddr()))
 	eventually(t, "restarted b sees a without --join", func() (bool, string) {
 		m := members(t, cb)
 		st, ok := stateOf(m, a.a.Addr())

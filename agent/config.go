@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gossipmesh/mesh/peer"
@@ -18,8 +19,9 @@ import (
 // errors name the flag (--bind, --join...), so that the CLI can print them
 // as they are.
 type Config struct {
-	// Bind is the address the gRPC server listens on, "host:port"; gossip,
-	// the admin API and health checks share it. Port 0 picks a free port.
+	// Bind is the address the gRPC server listens on, "host:port"; gossip
+	// and health checks share it. Port 0 picks a free port. The admin API
+	// is not served there: see Admin.
 	Bind string
 	// Advertise is the address other peers dial, and so this peer's id;
 	// port 0 stands for the port bound. Default: the address bound (Bind
@@ -57,11 +59,36 @@ type Config struct {
 	// TLSCert, TLSKey and TLSCA are PEM files: this agent's certificate
 	// (leaf first, then any intermediates), its private key, and the CAs
 	// it trusts (a bundle may hold several, for rotation). Set all three
-	// or none. With them every connection, gossip and admin API alike, is
-	// mutual TLS, and only a member's own certificate can sign its entries
-	// (see meshtls). The agent reloads them on Agent.ReloadTLS (SIGHUP in
+	// or none. With them every gossip and health connection is mutual
+	// TLS, and only a member's own certificate can sign its entries (see
+	// meshtls). The admin API is TLS only on a TCP Admin with AdminCA. The agent reloads them on Agent.ReloadTLS (SIGHUP in
 	// `mesh agent`) and when their contents change.
 	TLSCert, TLSKey, TLSCA string
+
+	// Admin is where the admin API (meshpb.MeshAdmin: what the client
+	// commands call) listens: "unix:PATH" (or an absolute PATH) for a unix
+	// socket that only this process's user and root can connect to, or
+	// "host:port" for TCP. Empty: no admin API. A TCP address that is not
+	// loopback needs AdminCA, since anyone who reaches it could make the
+	// agent leave. See ParseAdmin and docs/SECURITY.md.
+	Admin string
+	// AdminCA is a PEM bundle of the CAs that issue operators' (admin)
+	// certificates. With it the admin API (on a TCP Admin address) is
+	// mutual TLS: the agent presents its TLSCert, and a client must
+	// present a certificate of an AdminCA. It must share no certificate
+	// with TLSCA, so that a member's certificate is never an admin's. It
+	// is reloaded with the TLS files.
+	AdminCA string
+
+	// EventHandlers run a program on each membership event (see
+	// EventHandler). At most MaxHandlerProcs of each run at once; the
+	// events of one member reach each handler in order; none ever delays
+	// gossip, nor another handler.
+	EventHandlers []EventHandler
+	// HandlerTimeout bounds one run of an event handler; the handler (and
+	// every process it started) is then killed. Default:
+	// DefaultHandlerTimeout.
+	HandlerTimeout time.Duration
 
 	// MaxMsgBytes bounds every gRPC message the agent receives or sends;
 	// a larger one fails with ResourceExhausted before the handler runs.
@@ -126,6 +153,15 @@ func (c Config) Validate() error {
 		}
 	}
 	errs = append(errs, c.validateTLS()...)
+	errs = append(errs, c.validateAdmin()...)
+	for _, h := range c.EventHandlers {
+		if err := h.validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.HandlerTimeout < 0 {
+		errs = append(errs, fmt.Errorf("--event-handler-timeout %v: must not be negative (0 means %v)", c.HandlerTimeout, DefaultHandlerTimeout))
+	}
 	if c.MaxMsgBytes < 0 {
 		errs = append(errs, fmt.Errorf("MaxMsgBytes %d: negative; use 0 for the default", c.MaxMsgBytes))
 	}
@@ -158,6 +194,39 @@ func (c Config) validateTLS() []error {
 		}
 	}
 	return append(missing, errs...)
+}
+
+// validateAdmin checks the admin address against the credentials that
+// protect it.
+func (c Config) validateAdmin() []error {
+	if c.Admin == "" {
+		if c.AdminCA != "" {
+			return []error{fmt.Errorf("--admin-ca %q: there is no admin address to protect; set --admin host:port", c.AdminCA)}
+		}
+		return nil
+	}
+	ad, err := ParseAdmin(c.Admin)
+	if err != nil {
+		return []error{err}
+	}
+	var errs []error
+	switch {
+	case ad.Network == "unix" && c.AdminCA != "":
+		errs = append(errs, fmt.Errorf("--admin-ca applies to a TCP --admin address; %s is a unix socket, which its file permissions protect (drop --admin-ca, or give --admin host:port)", c.Admin))
+	case ad.Network == "tcp" && c.AdminCA == "" && !ad.Local():
+		errs = append(errs, fmt.Errorf("--admin %s is not a loopback address: anyone who reaches it could make the agent leave; use a unix socket or 127.0.0.1, or require admin certificates with --admin-ca (and --tls-cert, --tls-key, --tls-ca)", c.Admin))
+	case ad.Network == "tcp" && ad.Address == c.Bind && !strings.HasSuffix(c.Bind, ":0"):
+		errs = append(errs, fmt.Errorf("--admin %s is the --bind address: the admin API needs an address of its own, off the gossip port", c.Admin))
+	}
+	if c.AdminCA != "" {
+		if !c.tls() {
+			errs = append(errs, fmt.Errorf("--admin-ca %q needs --tls-cert, --tls-key and --tls-ca: the agent presents its own certificate to admin clients", c.AdminCA))
+		}
+		if st, err := os.Stat(c.AdminCA); err != nil || st.IsDir() {
+			errs = append(errs, fmt.Errorf("--admin-ca %q: not a readable file", c.AdminCA))
+		}
+	}
+	return errs
 }
 
 // advertise returns the configured id, maybe with port 0.

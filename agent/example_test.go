@@ -28,3 +28,24 @@ func Example() {
 	// 1 solo true
 	// Run: <nil>
 }
+
+// Admin addresses: a unix socket (the default of `mesh agent`), or TCP;
+// only a loopback TCP address may go without admin certificates.
+func ExampleParseAdmin() {
+	for _, s := range []string{"unix:/run/mesh/mesh.sock", "127.0.0.1:7373", "10.0.0.7:7373"} {
+		a, err := agent.ParseAdmin(s)
+		fmt.Println(a.Network, a.Address, a.Local(), err)
+	}
+	// Output:
+	// unix /run/mesh/mesh.sock true <nil>
+	// tcp 127.0.0.1:7373 true <nil>
+	// tcp 10.0.0.7:7373 false <nil>
+}
+
+// An event handler for some event types, as --event-handler takes it.
+func ExampleParseEventHandler() {
+	h, err := agent.ParseEventHandler("leave,failed=/usr/local/lib/mesh/deregister")
+	fmt.Println(h.Types, h.Program, err)
+	// Output:
+	// [leave failed] /usr/local/lib/mesh/deregister <nil>
+}

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	"github.com/gossipmesh/mesh/meshpb"
@@ -150,7 +151,9 @@ func TestKeepaliveEnforcement(t *testing.T) {
 			break
 		}
 	}
-	members(t, meshpb.NewMeshAdminClient(dial(t, a.a.Addr())))
+	if _, err := healthpb.NewHealthClient(dial(t, a.a.Addr())).Check(ctxT(t), &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatalf("agent no longer serves after the GOAWAY: %v", err)
+	}
 }
 
 // Garbage on the port (random bytes, an HTTP/2 preface followed by junk,
@@ -206,7 +209,7 @@ func TestGarbageOnThePort(t *testing.T) {
 				conn.Close()
 			}
 			conn := tlsDial(t, tc.r.a.Addr(), tc.creds)
-			if _, err := meshpb.NewMeshAdminClient(conn).Members(ctxT(t), &meshpb.MembersRequest{}); err != nil {
+			if _, err := healthpb.NewHealthClient(conn).Check(ctxT(t), &healthpb.HealthCheckRequest{}); err != nil {
 				t.Fatalf("agent no longer serves after garbage: %v", err)
 			}
 			if got := viewOf(tc.r); got != before {

@@ -1,6 +1,7 @@
 // The mesh agent's client API: what `mesh members`, `mesh join`, `mesh meta`,
-// `mesh leave` and `mesh watch` call. The agent serves it on its gossip port,
-// next to GossipService and grpc.health.v1.Health.
+// `mesh leave` and `mesh watch` call. The agent serves it on its own admin
+// address (`mesh agent --admin`: a unix socket by default), never on the
+// gossip port, which serves GossipService and grpc.health.v1.Health only.
 //
 // Field numbers are on the wire: never reuse or renumber one; add new fields
 // with new numbers.
@@ -441,7 +442,9 @@ func (x *SetMetaRequest) GetReplaceTags() bool {
 type SetMetaResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The agent's meta now.
-	Meta          *PeerMeta `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	Meta *PeerMeta `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	// The agent's address (its id).
+	Self          string `protobuf:"bytes,2,opt,name=self,proto3" json:"self,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -481,6 +484,13 @@ func (x *SetMetaResponse) GetMeta() *PeerMeta {
 		return x.Meta
 	}
 	return nil
+}
+
+func (x *SetMetaResponse) GetSelf() string {
+	if x != nil {
+		return x.Self
+	}
+	return ""
 }
 
 type LeaveRequest struct {
@@ -525,7 +535,9 @@ type LeaveResponse struct {
 	Members uint32 `protobuf:"varint,1,opt,name=members,proto3" json:"members,omitempty"`
 	// Set when no member could be told: the cluster then learns of the
 	// departure by expiry.
-	Error         string `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	Error string `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	// The agent's address (its id).
+	Self          string `protobuf:"bytes,3,opt,name=self,proto3" json:"self,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -570,6 +582,13 @@ func (x *LeaveResponse) GetMembers() uint32 {
 func (x *LeaveResponse) GetError() string {
 	if x != nil {
 		return x.Error
+	}
+	return ""
+}
+
+func (x *LeaveResponse) GetSelf() string {
+	if x != nil {
+		return x.Self
 	}
 	return ""
 }
@@ -722,13 +741,15 @@ const file_admin_proto_rawDesc = "" +
 	"\tTagsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\a\n" +
-	"\x05_name\"8\n" +
+	"\x05_name\"L\n" +
 	"\x0fSetMetaResponse\x12%\n" +
-	"\x04meta\x18\x01 \x01(\v2\x11.mesh.v1.PeerMetaR\x04meta\"\x0e\n" +
-	"\fLeaveRequest\"?\n" +
+	"\x04meta\x18\x01 \x01(\v2\x11.mesh.v1.PeerMetaR\x04meta\x12\x12\n" +
+	"\x04self\x18\x02 \x01(\tR\x04self\"\x0e\n" +
+	"\fLeaveRequest\"S\n" +
 	"\rLeaveResponse\x12\x18\n" +
 	"\amembers\x18\x01 \x01(\rR\amembers\x12\x14\n" +
-	"\x05error\x18\x02 \x01(\tR\x05error\"\x0e\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\x12\x12\n" +
+	"\x04self\x18\x03 \x01(\tR\x04self\"\x0e\n" +
 	"\fWatchRequest\"\xb9\x01\n" +
 	"\n" +
 	"WatchEvent\x12&\n" +

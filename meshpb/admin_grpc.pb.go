@@ -1,6 +1,7 @@
 // The mesh agent's client API: what `mesh members`, `mesh join`, `mesh meta`,
-// `mesh leave` and `mesh watch` call. The agent serves it on its gossip port,
-// next to GossipService and grpc.health.v1.Health.
+// `mesh leave` and `mesh watch` call. The agent serves it on its own admin
+// address (`mesh agent --admin`: a unix socket by default), never on the
+// gossip port, which serves GossipService and grpc.health.v1.Health only.
 //
 // Field numbers are on the wire: never reuse or renumber one; add new fields
 // with new numbers.
@@ -37,8 +38,10 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// MeshAdmin controls and observes one agent. It is unauthenticated, like the
-// gossip protocol: whoever can reach the gossip port can call it.
+// MeshAdmin controls and observes one agent. Whoever can reach the admin
+// address can call every method: a unix socket admits the agent's user and
+// root; a TCP address other than loopback requires a client certificate of
+// the agent's admin CAs (--admin-ca), which no member's certificate is.
 type MeshAdminClient interface {
 	// Members returns the agent's view: every member it knows, live or
 	// removed, and whether the cluster has converged on that view.
@@ -129,8 +132,10 @@ type MeshAdmin_WatchClient = grpc.ServerStreamingClient[WatchEvent]
 // All implementations must embed UnimplementedMeshAdminServer
 // for forward compatibility.
 //
-// MeshAdmin controls and observes one agent. It is unauthenticated, like the
-// gossip protocol: whoever can reach the gossip port can call it.
+// MeshAdmin controls and observes one agent. Whoever can reach the admin
+// address can call every method: a unix socket admits the agent's user and
+// root; a TCP address other than loopback requires a client certificate of
+// the agent's admin CAs (--admin-ca), which no member's certificate is.
 type MeshAdminServer interface {
 	// Members returns the agent's view: every member it knows, live or
 	// removed, and whether the cluster has converged on that view.

@@ -19,10 +19,16 @@ const (
 	agentUse    = "--bind HOST:PORT [--join ADDR,...] [flags]"
 	agentHelp   = `Runs one member of a cluster until SIGINT or SIGTERM (or 'mesh leave'),
 then leaves gracefully: every member is told at once, and the agent exits 0.
-Gossip, the admin API used by the other mesh commands, and grpc.health.v1
-share the --bind port. With --tls-cert, --tls-key and --tls-ca every
-connection is mutual TLS and each member signs its own entries; SIGHUP
-reloads the files (see docs/SECURITY.md for rotation).`
+Gossip and grpc.health.v1 share the --bind port. The admin API, which the
+other mesh commands call, listens on --admin only: by default a unix socket
+that only this user and root can use, which the commands find by default
+too. With --tls-cert, --tls-key and --tls-ca every gossip connection is
+mutual TLS and each member signs its own entries; an --admin address other
+hosts can reach then needs --admin-ca, the CAs of operators' certificates.
+SIGHUP reloads the files (see docs/SECURITY.md).
+--event-handler runs a program on membership events: MESH_EVENT, MESH_ADDR,
+MESH_NAME, MESH_SELF and MESH_CLUSTER in its environment, the member's tags
+as JSON on stdin.`
 )
 
 // agentFlags is what `mesh agent` parses: the agent's config and how to log.
@@ -37,10 +43,16 @@ type agentFlags struct {
 func parseAgentFlags(args []string) (f agentFlags, fs *flag.FlagSet, err error) {
 	fs = newFlags("agent")
 	var join listFlag
+	var admin string
+	var handlers handlerFlag
 	tags := tagFlag{}
 	format := &choiceFlag{"text", []string{"text", "json"}}
 	level := &choiceFlag{"info", []string{"debug", "info", "warn", "error"}}
-	fs.StringVar(&f.cfg.Bind, "bind", defaultAddr, "`host:port` to listen on for gossip, the admin API and health checks (port 0 picks one)")
+	fs.StringVar(&f.cfg.Bind, "bind", defaultAddr, "`host:port` to listen on for gossip and health checks (port 0 picks one)")
+	fs.StringVar(&admin, "admin", defaultAdmin(), "`address` of the admin API: unix:PATH, or host:port (not loopback: needs --admin-ca), or none; default $"+adminEnv+", else "+adminRule)
+	fs.StringVar(&f.cfg.AdminCA, "admin-ca", "", "PEM `file`: the CAs of operators' certificates; makes a TCP --admin mutual TLS that members' certificates cannot use")
+	fs.Var(&handlers, "event-handler", "`[TYPE,...=]PROGRAM` to run on each membership event (join, update, leave, failed; all without TYPE); repeat for more")
+	fs.DurationVar(&f.cfg.HandlerTimeout, "event-handler-timeout", agent.DefaultHandlerTimeout, "kill an event handler (and its children) still running after this long")
 	fs.StringVar(&f.cfg.Advertise, "advertise", "", "`host:port` other peers dial: this agent's id (default: the address bound)")
 	fs.Var(&join, "join", "seed `addresses` host:port, comma-separated or repeated; a host name stands for all its addresses and is re-resolved")
 	fs.StringVar(&f.cfg.Name, "name", hostname(), "this agent's `name` in its meta")
@@ -52,7 +64,7 @@ func parseAgentFlags(args []string) (f agentFlags, fs *flag.FlagSet, err error) 
 	fs.StringVar(&f.cfg.Metrics, "metrics", "", "`host:port` to serve Prometheus metrics on at /metrics (default: off)")
 	fs.StringVar(&f.cfg.TLSCert, "tls-cert", "", "PEM `file`: this agent's certificate, for mutual TLS (with --tls-key and --tls-ca; reloaded on SIGHUP)")
 	fs.StringVar(&f.cfg.TLSKey, "tls-key", "", "PEM `file`: the private key of --tls-cert")
-	fs.StringVar(&f.cfg.TLSCA, "tls-ca", "", "PEM `file`: the CAs whose certificates peers and clients must present (a bundle during rotation)")
+	fs.StringVar(&f.cfg.TLSCA, "tls-ca", "", "PEM `file`: the CAs whose certificates peers must present (a bundle during rotation)")
 	fs.Var(format, "log-format", "log format on stderr: text or json")
 	fs.Var(level, "log-level", "least severe level logged: debug, info, warn or error")
 
@@ -64,6 +76,10 @@ func parseAgentFlags(args []string) (f agentFlags, fs *flag.FlagSet, err error) 
 		return f, fs, usagef("unexpected argument %q (flags only)", pos[0])
 	}
 	f.cfg.Join = join
+	f.cfg.EventHandlers = handlers
+	if admin != "none" {
+		f.cfg.Admin = admin
+	}
 	if len(tags) > 0 {
 		f.cfg.Tags = tags
 	}

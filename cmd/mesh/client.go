@@ -2,43 +2,52 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/gossipmesh/mesh/agent"
 	"github.com/gossipmesh/mesh/meshpb"
-	"github.com/gossipmesh/mesh/meshtls"
 )
 
 // clientFlags are the flags every client command has.
 type clientFlags struct {
-	addr                   string
+	admin                  string
 	timeout                time.Duration
 	tlsCert, tlsKey, tlsCA string
 }
 
 func addClientFlags(fs *flag.FlagSet, timeout time.Duration, timeoutHelp string) *clientFlags {
 	cf := &clientFlags{}
-	fs.StringVar(&cf.addr, "addr", defaultAddr, "`host:port` of the agent to ask (its --bind or --advertise address)")
+	fs.StringVar(&cf.admin, "admin", defaultAdmin(), "the agent's admin `address` (its --admin): unix:PATH or host:port; default $"+adminEnv+", else "+adminRule)
+	fs.Func("addr", "removed: use --admin", func(string) error {
+		return errors.New("the admin API is no longer served on the gossip port; pass the agent's --admin address as --admin (default " + defaultAdmin() + ")")
+	})
 	fs.DurationVar(&cf.timeout, "timeout", timeout, timeoutHelp)
-	fs.StringVar(&cf.tlsCert, "tls-cert", "", "PEM `file`: a certificate of the agent's CA, for an agent running mutual TLS")
+	fs.StringVar(&cf.tlsCert, "tls-cert", "", "PEM `file`: an admin certificate (of a CA in the agent's --admin-ca), for an admin address with mutual TLS")
 	fs.StringVar(&cf.tlsKey, "tls-key", "", "PEM `file`: the private key of --tls-cert")
-	fs.StringVar(&cf.tlsCA, "tls-ca", "", "PEM `file`: the CAs the agent's certificate must chain to")
+	fs.StringVar(&cf.tlsCA, "tls-ca", "", "PEM `file`: the CAs the agent's own certificate must chain to (its --tls-ca)")
 	return cf
 }
 
-// creds returns the transport credentials the TLS flags ask for.
+// creds returns the transport credentials the TLS flags ask for. An admin
+// certificate is not a member's, so it need not chain to --tls-ca.
 func (cf *clientFlags) creds() (grpc.DialOption, error) {
 	if cf.tlsCert == "" && cf.tlsKey == "" && cf.tlsCA == "" {
 		return grpc.WithTransportCredentials(insecure.NewCredentials()), nil
@@ -46,18 +55,31 @@ func (cf *clientFlags) creds() (grpc.DialOption, error) {
 	if cf.tlsCert == "" || cf.tlsKey == "" || cf.tlsCA == "" {
 		return nil, usagef("--tls-cert, --tls-key and --tls-ca go together")
 	}
-	r, err := meshtls.LoadFiles(cf.tlsCert, cf.tlsKey, cf.tlsCA)
+	cert, err := tls.LoadX509KeyPair(cf.tlsCert, cf.tlsKey)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("--tls-cert %s / --tls-key %s: %w", cf.tlsCert, cf.tlsKey, err)
 	}
-	return r.DialOption(), nil
+	caPEM, err := os.ReadFile(cf.tlsCA)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-ca: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("--tls-ca %s: no PEM CERTIFICATE block found", cf.tlsCA)
+	}
+	return grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{cert},
+		RootCAs:      roots,
+	})), nil
 }
 
 // client is a connection to an agent's admin API that remembers why
 // dialing failed, so that errors say "connection refused" rather than
 // gRPC's wrapping of it.
 type client struct {
-	addr    string
+	addr    string // as --admin gave it
+	unix    bool
 	timeout time.Duration
 	conn    *grpc.ClientConn
 	api     meshpb.MeshAdminClient
@@ -68,8 +90,12 @@ type client struct {
 }
 
 func (cf *clientFlags) dial() (*client, error) {
-	if _, _, err := net.SplitHostPort(cf.addr); err != nil {
-		return nil, usagef("--addr %q is not host:port", cf.addr)
+	ad, err := agent.ParseAdmin(cf.admin)
+	if err != nil {
+		return nil, &usageError{err.Error()}
+	}
+	if ad.Network == "unix" && cf.tlsCert+cf.tlsKey+cf.tlsCA != "" {
+		return nil, usagef("--tls-cert, --tls-key and --tls-ca apply to a TCP --admin address; %s is a unix socket, protected by its file permissions", ad)
 	}
 	if cf.timeout < 0 {
 		return nil, usagef("--timeout %v is negative", cf.timeout)
@@ -78,18 +104,23 @@ func (cf *clientFlags) dial() (*client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &client{addr: cf.addr, timeout: cf.timeout, tls: cf.tlsCert != ""}
-	dialer := func(ctx context.Context, addr string) (net.Conn, error) {
+	c := &client{addr: ad.String(), unix: ad.Network == "unix", timeout: cf.timeout, tls: cf.tlsCert != ""}
+	dialer := func(ctx context.Context, _ string) (net.Conn, error) {
 		var d net.Dialer
-		conn, err := d.DialContext(ctx, "tcp", addr)
+		conn, err := d.DialContext(ctx, ad.Network, ad.Address)
 		c.mu.Lock()
 		c.dialErr = err
 		c.mu.Unlock()
 		return conn, err
 	}
-	conn, err := grpc.NewClient(cf.addr, creds, grpc.WithContextDialer(dialer))
+	// The target names the server for TLS; the dialer decides where to go.
+	target := ad.Address
+	if c.unix {
+		target = "passthrough:///localhost"
+	}
+	conn, err := grpc.NewClient(target, creds, grpc.WithContextDialer(dialer))
 	if err != nil {
-		return nil, fmt.Errorf("--addr %s: %w", cf.addr, err)
+		return nil, fmt.Errorf("--admin %s: %w", cf.admin, err)
 	}
 	c.conn, c.api = conn, meshpb.NewMeshAdminClient(conn)
 	return c, nil
@@ -118,10 +149,16 @@ func (c *client) explain(err error) error {
 	switch st.Code() {
 	case codes.Unavailable:
 		if dialErr != nil {
-			return fmt.Errorf("cannot reach an agent at %s: %v", c.addr, dialErr)
+			return fmt.Errorf("cannot reach an agent at %s: %v%s", c.addr, dialErr, c.hint(dialErr))
 		}
 		if !c.tls && strings.Contains(st.Message(), "server preface") {
-			return fmt.Errorf("agent at %s closed the connection (%s); if it runs mutual TLS, pass --tls-cert, --tls-key and --tls-ca", c.addr, st.Message())
+			return fmt.Errorf("agent at %s closed the connection (%s); if its admin address requires certificates (--admin-ca), pass --tls-cert, --tls-key and --tls-ca", c.addr, st.Message())
+		}
+		if c.tls {
+			// TLS 1.3 checks the client's certificate after the client's
+			// side of the handshake: a refusal shows as an alert, a reset
+			// or a broken pipe on the first write.
+			return fmt.Errorf("agent at %s closed the TLS connection (%s); admin calls need a certificate of a CA in the agent's --admin-ca, and --tls-ca must hold the CA of the agent's certificate", c.addr, st.Message())
 		}
 		return fmt.Errorf("agent at %s unavailable: %s", c.addr, st.Message())
 	case codes.DeadlineExceeded:
@@ -130,11 +167,22 @@ func (c *client) explain(err error) error {
 		}
 		return fmt.Errorf("no answer from %s within %v (--timeout)", c.addr, c.timeout)
 	case codes.Unimplemented:
-		return fmt.Errorf("%s does not serve the mesh admin API; is it a mesh agent? (%s)", c.addr, st.Message())
+		return fmt.Errorf("%s does not serve the mesh admin API (%s); if it is an agent's gossip address, pass the agent's --admin address instead", c.addr, st.Message())
 	case codes.Canceled:
 		return errors.New("interrupted")
 	}
 	return errors.New(st.Message())
+}
+
+// hint says what to check when dialing the admin address failed.
+func (c *client) hint(dialErr error) string {
+	switch {
+	case c.unix && errors.Is(dialErr, fs.ErrNotExist):
+		return "; is an agent running on this host with this --admin? (" + adminEnv + " or --admin give another address)"
+	case c.unix && errors.Is(dialErr, fs.ErrPermission):
+		return "; the admin socket admits only the agent's user and root: run this as that user, or with sudo"
+	}
+	return ""
 }
 
 func noArgs(pos []string) error {
@@ -152,7 +200,7 @@ func runMembers(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs := newFlags("members")
 	cf := addClientFlags(fs, 5*time.Second, "give up after this long")
 	asJSON := fs.Bool("json", false, "print JSON")
-	pos, code, ok := parseCommand(fs, args, "[--addr host:port] [--json]", membersHelp, stdout, stderr)
+	pos, code, ok := parseCommand(fs, args, "[--admin ADDR] [--json]", membersHelp, stdout, stderr)
 	if !ok {
 		return code
 	}
@@ -186,7 +234,7 @@ func runJoin(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("join")
 	cf := addClientFlags(fs, 5*time.Second, "how long to wait for an answer")
 	wait := fs.Bool("wait", true, "wait until one of the addresses answers (--wait=false returns at once)")
-	pos, code, ok := parseCommand(fs, args, "[--addr host:port] ADDR...", joinHelp, stdout, stderr)
+	pos, code, ok := parseCommand(fs, args, "[--admin ADDR] ADDR...", joinHelp, stdout, stderr)
 	if !ok {
 		return code
 	}
@@ -278,7 +326,7 @@ func runMeta(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("meta")
 	cf := addClientFlags(fs, 5*time.Second, "give up after this long")
 	replace := fs.Bool("replace", false, "with set: replace all tags instead of adding to them")
-	pos, code, ok := parseCommand(fs, args, "set name=N k=v... | delete KEY... [--addr host:port]", metaHelp, stdout, stderr)
+	pos, code, ok := parseCommand(fs, args, "set name=N k=v... | delete KEY... [--admin ADDR]", metaHelp, stdout, stderr)
 	if !ok {
 		return code
 	}
@@ -297,7 +345,7 @@ func runMeta(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, "meta", c.explain(err))
 	}
-	fmt.Fprintf(stdout, "meta of %s: name=%s tags=%s\n", cf.addr, resp.GetMeta().GetName(), formatTags(resp.GetMeta().GetTags()))
+	fmt.Fprintf(stdout, "meta of %s: name=%s tags=%s\n", resp.GetSelf(), resp.GetMeta().GetName(), formatTags(resp.GetMeta().GetTags()))
 	return exitOK
 }
 
@@ -344,7 +392,7 @@ once, rather than failed after the expiry), then exit.`
 func runLeave(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("leave")
 	cf := addClientFlags(fs, 10*time.Second, "give up after this long")
-	pos, code, ok := parseCommand(fs, args, "[--addr host:port]", leaveHelp, stdout, stderr)
+	pos, code, ok := parseCommand(fs, args, "[--admin ADDR]", leaveHelp, stdout, stderr)
 	if !ok {
 		return code
 	}
@@ -364,11 +412,11 @@ func runLeave(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	switch {
 	case resp.GetMembers() == 0:
-		fmt.Fprintf(stdout, "%s left (it had no other member); the agent is exiting\n", cf.addr)
+		fmt.Fprintf(stdout, "%s left (it had no other member); the agent is exiting\n", resp.GetSelf())
 	case resp.GetError() != "":
-		fmt.Fprintf(stdout, "%s left, but none of its %s could be told; they will expire it: %s\n", cf.addr, plural(int(resp.GetMembers()), "member"), resp.GetError())
+		fmt.Fprintf(stdout, "%s left, but none of its %s could be told; they will expire it: %s\n", resp.GetSelf(), plural(int(resp.GetMembers()), "member"), resp.GetError())
 	default:
-		fmt.Fprintf(stdout, "%s left and told its %s; the agent is exiting\n", cf.addr, plural(int(resp.GetMembers()), "member"))
+		fmt.Fprintf(stdout, "%s left and told its %s; the agent is exiting\n", resp.GetSelf(), plural(int(resp.GetMembers()), "member"))
 	}
 	return exitOK
 }
@@ -382,7 +430,7 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs := newFlags("watch")
 	cf := addClientFlags(fs, 0, "stop after this long (0: never)")
 	asJSON := fs.Bool("json", false, "print JSON lines")
-	pos, code, ok := parseCommand(fs, args, "[--addr host:port] [--json]", watchHelp, stdout, stderr)
+	pos, code, ok := parseCommand(fs, args, "[--admin ADDR] [--json]", watchHelp, stdout, stderr)
 	if !ok {
 		return code
 	}
@@ -405,7 +453,7 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		ev, err := stream.Recv()
 		switch {
 		case errors.Is(err, io.EOF):
-			return fail(stderr, "watch", fmt.Errorf("the agent at %s stopped", cf.addr))
+			return fail(stderr, "watch", fmt.Errorf("the agent at %s stopped", c.addr))
 		case err != nil && ctx.Err() != nil:
 			return exitOK // interrupted
 		case err != nil && status.Code(err) == codes.DeadlineExceeded && cf.timeout > 0:
@@ -437,7 +485,7 @@ func runWaitConverged(ctx context.Context, args []string, stdout, stderr io.Writ
 	fs := newFlags("wait-converged")
 	cf := addClientFlags(fs, 30*time.Second, "give up after this long (exit 1)")
 	minMembers := fs.Int("members", 0, "also wait for at least `N` alive members, self included")
-	pos, code, ok := parseCommand(fs, args, "[--addr host:port] [--timeout 30s] [--members N]", waitHelp, stdout, stderr)
+	pos, code, ok := parseCommand(fs, args, "[--admin ADDR] [--timeout 30s] [--members N]", waitHelp, stdout, stderr)
 	if !ok {
 		return code
 	}

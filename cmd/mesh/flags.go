@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/gossipmesh/mesh/agent"
 )
 
 // usageError is a command line the command cannot run: exit code 2.
@@ -128,4 +130,26 @@ func (c *choiceFlag) Set(v string) error {
 		}
 	}
 	return fmt.Errorf("want one of %s", strings.Join(c.choices, ", "))
+}
+
+// handlerFlag collects repeatable --event-handler values.
+type handlerFlag []agent.EventHandler
+
+func (h *handlerFlag) String() string {
+	var s []string
+	for _, e := range *h {
+		s = append(s, e.String())
+	}
+	return strings.Join(s, " ")
+}
+
+func (h *handlerFlag) Set(v string) error {
+	e, err := agent.ParseEventHandler(v)
+	if err != nil {
+		// The flag package names the flag and value itself.
+		_, msg, _ := strings.Cut(err.Error(), ": ")
+		return errors.New(msg)
+	}
+	*h = append(*h, e)
+	return nil
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"flag"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -98,6 +100,55 @@ func TestMetaRequest(t *testing.T) {
 	for _, bad := range [][]string{nil, {"set"}, {"set", "zone"}, {"set", "=v"}, {"delete"}, {"frob"}} {
 		if _, err := metaRequest(bad, false); err == nil {
 			t.Errorf("metaRequest(%q) = nil error", bad)
+		}
+	}
+}
+
+func TestParseAgentAdminAndHandlers(t *testing.T) {
+	f, _, err := parseAgentFlags([]string{"--admin", "none"})
+	if err != nil || f.cfg.Admin != "" {
+		t.Errorf("--admin none: Admin %q, %v; want no admin API", f.cfg.Admin, err)
+	}
+	f, _, err = parseAgentFlags([]string{"--admin", "127.0.0.1:7373", "--event-handler", "/bin/true", "--event-handler", "leave,failed=/bin/true", "--event-handler-timeout", "3s"})
+	if err != nil || f.cfg.Admin != "127.0.0.1:7373" || len(f.cfg.EventHandlers) != 2 || f.cfg.HandlerTimeout != 3*time.Second {
+		t.Fatalf("parsed %+v, %v", f.cfg, err)
+	}
+	if h := f.cfg.EventHandlers[1]; !slices.Equal(h.Types, []string{"leave", "failed"}) || h.Program != "/bin/true" {
+		t.Errorf("second handler %+v", h)
+	}
+	f, _, err = parseAgentFlags(nil)
+	if err != nil || f.cfg.Admin != defaultAdmin() || f.cfg.HandlerTimeout != 10*time.Second {
+		t.Errorf("defaults: Admin %q, timeout %v, %v; want %q, 10s", f.cfg.Admin, f.cfg.HandlerTimeout, err, defaultAdmin())
+	}
+}
+
+func TestAdminDefault(t *testing.T) {
+	env := func(kv ...string) func(string) string {
+		return func(k string) string {
+			for i := 0; i < len(kv); i += 2 {
+				if kv[i] == k {
+					return kv[i+1]
+				}
+			}
+			return ""
+		}
+	}
+	tmp := os.TempDir()
+	for _, tc := range []struct {
+		uid  int
+		env  func(string) string
+		want string
+	}{
+		{0, env(), "unix:/run/mesh/mesh.sock"},
+		{0, env("XDG_RUNTIME_DIR", "/run/user/0"), "unix:/run/mesh/mesh.sock"},
+		{1000, env("XDG_RUNTIME_DIR", "/run/user/1000"), "unix:/run/user/1000/mesh/mesh.sock"},
+		{1000, env(), "unix:" + filepath.Join(tmp, "mesh-1000", "mesh.sock")},
+		{1000, env("XDG_RUNTIME_DIR", "relative"), "unix:" + filepath.Join(tmp, "mesh-1000", "mesh.sock")},
+		{0, env("MESH_ADMIN", "127.0.0.1:7373"), "127.0.0.1:7373"},
+		{1000, env("MESH_ADMIN", "unix:/srv/mesh.sock", "XDG_RUNTIME_DIR", "/run/user/1000"), "unix:/srv/mesh.sock"},
+	} {
+		if got := adminDefault(tc.uid, tc.env); got != tc.want {
+			t.Errorf("adminDefault(uid %d) = %q, want %q", tc.uid, got, tc.want)
 		}
 	}
 }

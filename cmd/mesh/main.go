@@ -2,7 +2,7 @@
 //
 //	mesh demo                                  # a cluster in one process, in a few seconds
 //	mesh agent --bind 127.0.0.1:7946 --join 127.0.0.1:7947
-//	mesh members [--json]                      # what the agent at --addr sees
+//	mesh members [--json]                      # what the agent at --admin sees
 //	mesh join ADDR...                          # more seeds
 //	mesh meta set name=api-7 zone=b            # change the agent's meta
 //	mesh watch [--json]                        # membership events as they happen
@@ -38,8 +38,8 @@ var commands []command
 
 func init() {
 	commands = []command{
-		{"agent", "[flags]", "run a member of a cluster (gossip, admin API and health on one port)", runAgent},
-		{"members", "[--json]", "list the members the agent at --addr knows", runMembers},
+		{"agent", "[flags]", "run a member of a cluster (gossip and health on --bind, admin API on --admin)", runAgent},
+		{"members", "[--json]", "list the members the agent at --admin knows", runMembers},
 		{"join", "ADDR...", "give the agent more seeds; host names stand for all their addresses", runJoin},
 		{"meta", "set name=N k=v... | delete KEY...", "change the agent's name and tags", runMeta},
 		{"leave", "", "make the agent leave the cluster gracefully and exit", runLeave},

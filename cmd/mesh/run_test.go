@@ -23,7 +23,9 @@ func TestRunUsageErrors(t *testing.T) {
 	}{
 		{[]string{"frob"}, `mesh: unknown command "frob"`},
 		{[]string{"agent", "--bogus"}, "mesh agent: flag provided but not defined: -bogus (see 'mesh agent -h')"},
-		{[]string{"members", "--addr", "nope"}, `mesh members: --addr "nope" is not host:port`},
+		{[]string{"members", "--admin", "nope"}, `mesh members: --admin: "nope" is not host:port (IPv6 as [::1]:7946); or give unix:PATH for a unix socket`},
+		{[]string{"members", "--admin", "unix:/x", "--tls-ca", "ca.pem"}, "--tls-cert, --tls-key and --tls-ca apply to a TCP --admin address"},
+		{[]string{"agent", "--admin", "unix:/x", "--admin-ca", "ca.pem"}, "--admin-ca applies to a TCP --admin address"},
 		{[]string{"members", "extra"}, `unexpected argument "extra"`},
 		{[]string{"join"}, "mesh join: no address to join"},
 		{[]string{"meta", "set", "zone"}, `want key=value, got "zone"`},
@@ -47,10 +49,10 @@ func TestRunHelp(t *testing.T) {
 
 func TestRunUnreachableAddr(t *testing.T) {
 	addr := freeAddr(t)
-	code, out, errOut := runCmd("members", "--addr", addr, "--timeout", "5s")
+	code, out, errOut := runCmd("members", "--admin", addr, "--timeout", "5s")
 	want := "mesh members: cannot reach an agent at " + addr + ": connect: connection refused\n"
 	if code != exitFail || out != "" || errOut != want {
-		t.Errorf("members --addr %s: exit %d, stdout %q, stderr %q; want exit 1, %q", addr, code, out, errOut, want)
+		t.Errorf("members --admin %s: exit %d, stdout %q, stderr %q; want exit 1, %q", addr, code, out, errOut, want)
 	}
 }
 

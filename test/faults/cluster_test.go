@@ -135,7 +135,14 @@ func newCluster(t *testing.T, nw *network, bin string, period time.Duration, o c
 // gossipAddr is the id of host i's agent.
 func (c *cluster) gossipAddr(i int) string { return c.nw.hosts[i].addr(gossipPort) }
 
-// adminAddr is where client commands reach host i's agent directly.
+// adminSock is host i's admin socket, where client commands reach its
+// agent: a file, so reachable from every network namespace.
+func (c *cluster) adminSock(i int) string {
+	return "unix:" + filepath.Join(c.dir, fmt.Sprintf("h%d.sock", i+1))
+}
+
+// adminAddr is where host i's agent listens for gossip, behind its proxy
+// when proxied.
 func (c *cluster) adminAddr(i int) string {
 	if c.proxied {
 		return c.nw.hosts[i].addr(agentPort)
@@ -150,7 +157,7 @@ func (c *cluster) start(i int, name string, seeds []string) *agent {
 	h := c.nw.hosts[i]
 	c.incs[i]++
 	a := &agent{h: h, name: name}
-	args := []string{"agent", "--bind", c.adminAddr(i), "--name", name, "--period", c.period.String(),
+	args := []string{"agent", "--bind", c.adminAddr(i), "--admin", c.adminSock(i), "--name", name, "--period", c.period.String(),
 		"--log-format", "json", "--metrics", h.addr(metricsPort)}
 	if c.proxied {
 		args = append(args, "--advertise", c.gossipAddr(i))
@@ -183,7 +190,7 @@ func (c *cluster) start(i int, name string, seeds []string) *agent {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	a.w = startProc(t, c.dir, fmt.Sprintf("watch-%s-h%d", name, i+1), h.command(context.Background(), c.bin, "watch", "--json", "--addr", c.adminAddr(i)))
+	a.w = startProc(t, c.dir, fmt.Sprintf("watch-%s-h%d", name, i+1), h.command(context.Background(), c.bin, "watch", "--json", "--admin", c.adminSock(i)))
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("%s on %s, removals it wrote:\n%s", name, h, grep(readFile(a.p.err), `"msg":"member failed"`))
@@ -275,7 +282,7 @@ func (m members) alive() int {
 func (c *cluster) cli(i int, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	args = append(args, "--addr", c.adminAddr(i), "--timeout", "3s")
+	args = append(args, "--admin", c.adminSock(i), "--timeout", "3s")
 	cmd := c.nw.hosts[i].command(ctx, c.bin, args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
