@@ -121,9 +121,6 @@ func (rs *reports) all() []report {
 	return out
 }
 
-// subjects returns the subjects with reports, sorted.
-func (rs *reports) subjects() []string { return slices.Sorted(maps.Keys(rs.by)) }
-
 func encodeReports(in []report) []*meshpb.Report {
 	if len(in) == 0 {
 		return nil
