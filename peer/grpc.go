@@ -2,7 +2,6 @@ package peer
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 
@@ -72,33 +71,25 @@ func (t *grpcTransport) Sync(ctx context.Context, addr string, req *meshpb.SyncR
 	return meshpb.NewGossipServiceClient(c).Sync(ctx, req)
 }
 
-// Connect waits until the connection to addr is ready; see WaitReady. A
-// connection in transient failure is redialled and left to the call,
-// which waits for the redial and, if it fails too, fails with its cause:
-// a refusal then says so, which is what an observer alerts on at once.
+// Connect waits until the connection to addr is ready; see WaitReady.
 func (t *grpcTransport) Connect(ctx context.Context, addr string) error {
 	c, err := t.conn(addr)
 	if err != nil {
 		return err
 	}
-	if err := WaitReady(ctx, c); err != nil && !errors.Is(err, errTransientFailure) {
-		return err
-	}
-	return nil
+	return WaitReady(ctx, c)
 }
 
-// errTransientFailure is WaitReady's error for a connection whose last
-// attempt failed; it is redialled.
-var errTransientFailure = errors.New("connection in transient failure")
-
-// WaitReady waits until cc is ready, and fails when the connection cannot
-// be made (refused, unreachable) or ctx ends first. A failed connection
-// fails this call but is redialled at once: with a reset connection
-// waiting out gRPC's backoff, every call would fail meanwhile, and one
-// lost packet would look like a run of failed exchanges (found by the
-// fault suite: 102 false removals in 2 minutes without the redial). The default Transport's Connect uses it; a Transport
-// that keeps its own *grpc.ClientConn values can implement Connector
-// with it.
+// WaitReady waits until cc is ready, and fails when ctx ends first or the
+// connection is shut down. A connection whose last attempt failed is
+// redialled at once (rather than after gRPC's backoff: with a reset
+// connection waiting out the backoff, every call would fail meanwhile,
+// and one lost packet would look like a run of failed exchanges), and
+// WaitReady returns nil: the call that follows waits for the redial and,
+// if it fails too, fails with its cause, so that a refused connection
+// says so (an observer alerts at once on a refusal, not on a timeout).
+// The default Transport's Connect uses it; a Transport that keeps its own
+// *grpc.ClientConn values can implement Connector with it.
 func WaitReady(ctx context.Context, cc *grpc.ClientConn) error {
 	for {
 		s := cc.GetState()
@@ -108,10 +99,8 @@ func WaitReady(ctx context.Context, cc *grpc.ClientConn) error {
 		case connectivity.Shutdown:
 			return fmt.Errorf("connect to %s: connection closed", cc.Target())
 		case connectivity.TransientFailure:
-			// Fail this call, but redial now rather than after the
-			// backoff: the next round's call then finds it ready.
 			cc.ResetConnectBackoff()
-			return fmt.Errorf("connect to %s: %w", cc.Target(), errTransientFailure)
+			return nil
 		case connectivity.Idle:
 			cc.Connect()
 		}

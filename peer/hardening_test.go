@@ -335,7 +335,8 @@ func TestFloodOfFakeMembersIsBounded(t *testing.T) {
 	// The honest members still gossip; they observe the fakes, whose
 	// probes are refused, alert, and the fakes' tombstones are purged.
 	// Every honest peer observes every fake here (Observers above N): a
-	// fake observed only by fakes is never alerted on (docs/SECURITY.md).
+	// fake with fewer than two honest observers is never removed
+	// (docs/SECURITY.md).
 	for _, a := range names {
 		net[a].cfg.Observers = 64
 		net[a].ov, net[a].subjects = nil, nil

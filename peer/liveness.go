@@ -55,12 +55,13 @@ func (s *state) refreshOverlay(now time.Time) {
 	s.det.watch(subjects)
 }
 
-// probes returns the subjects to probe this round: one in turn, as SWIM
-// probes one member a period, so that a peer's probes cost the same at
-// any K and a member is probed about once a round by its K observers
-// together; every subject whose last probe failed or that another
-// observer alerts on, until it answers or this peer alerts too; and all
-// of them while two or more fail.
+// probes returns the subjects to probe this round: two in turn (SWIM
+// probes one member a period), so that a peer's probes cost the same at
+// any K and a member is probed about twice a round by its K observers
+// together (three, with the anti-entropy exchange, which probes too);
+// every subject whose last probe failed or that another observer alerts
+// on, until it answers or this peer alerts too; and all of them while two
+// or more fail.
 func (s *state) probes() []string {
 	if len(s.subjects) == 0 {
 		return nil

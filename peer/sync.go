@@ -389,7 +389,7 @@ func (s *state) partners(k int) []string {
 // digestRequest is the first message of an exchange: the state digest and
 // one age byte per member of the view, nothing else.
 func (s *state) digestRequest(now time.Time) *meshpb.SyncRequest {
-	req := &meshpb.SyncRequest{Cluster: s.cfg.ClusterName, From: s.self, Digest: s.digest, Ages: s.denseAges(now)}
+	req := &meshpb.SyncRequest{Cluster: s.cfg.ClusterName, Digest: s.digest, Ages: s.denseAges(now)}
 	if s.heldSame {
 		return req
 	}
