@@ -15,15 +15,21 @@
 //	members := p.GetMembers() // address -> meta, self included
 //	p.Stop()
 //
-// The protocol itself (sync.go) is a synchronous state machine driven with
-// the time as an argument; Peer adds the lock, the ticker and the
-// transport. mesh/docs/PROTOCOL.md explains the exchange, the liveness rule
-// and why the cluster converges.
+// The protocol itself is a synchronous state machine driven with the time
+// as an argument: sync.go (the exchange) and liveness.go with its types,
+// overlay.go (who observes whom), detector.go (whether a probe reaches a
+// subject), reports.go (observers' alerts, a CRDT) and outbox.go (batched
+// pushes). Peer adds the lock, the ticker and the transport.
+// mesh/docs/PROTOCOL.md explains the exchange, the removal rule and why the
+// cluster converges.
 //
 // Guarantees: every peer eventually holds every live peer's address and
-// latest meta; a peer that stops answering is removed by all (about
-// Expiry + PingPeriod after it stops) and does not come back through stale
-// gossip; a peer restarted on the same address rejoins with its new meta;
-// two clusters merge as soon as one member of each meets, and partitions
-// heal by themselves.
+// latest meta; a peer that stops answering RPCs, whether it crashed or
+// still calls out, is removed by all once enough of its observers alert
+// (at once on refused connections, about Expiry after it went silent
+// otherwise) and does not come back through stale gossip or its own
+// refutations while unreachable; no single peer's verdict removes anyone;
+// a peer restarted on the same address rejoins with its new meta; two
+// clusters merge as soon as one member of each meets, and partitions heal
+// by themselves.
 package peer

@@ -12,7 +12,7 @@ import (
 // This file joins the liveness types to the state: the overlay says whom
 // this peer watches and tells news to, the detector whether it reaches
 // them, and the reports what every observer said. A member is removed
-// when enough of its observers alert on its current entry (decide), so
+// when enough of its observers alert on its current entry (decideAll), so
 // the verdict is a function of merged state, the same at every peer, and
 // never one peer's alone. docs/PROTOCOL.md has the rules and why.
 
@@ -57,17 +57,17 @@ func (s *state) refreshOverlay(now time.Time) {
 
 // probes returns the subjects to probe this round: two in turn (SWIM
 // probes one member a period), so that a peer's probes cost the same at
-// any K and a member is probed about twice a round by its K observers
-// together (three, with the anti-entropy exchange, which probes too);
-// every subject whose last probe failed or that another observer alerts
-// on, until it answers or this peer alerts too; and all of them while two
-// or more fail.
+// any K, a member is probed about twice a round by its K observers
+// together (three, with the anti-entropy exchange, which probes too), and
+// every observer of a member that went silent starts its run of failures
+// within K/2 rounds; every subject whose last probe failed or that
+// another observer alerts on, until it answers or this peer alerts too;
+// and all of them while two or more fail, which may mean this peer is
+// cut off (see checkCutOff).
 func (s *state) probes() []string {
 	if len(s.subjects) == 0 {
 		return nil
 	}
-	// Two in turn a round: every observer of a member that went silent
-	// then starts its run of failures within K/2 rounds.
 	var out []string
 	for range min(2, len(s.subjects)) {
 		out = append(out, s.subjects[s.probed%len(s.subjects)])
@@ -80,24 +80,11 @@ func (s *state) probes() []string {
 		}
 	}
 	for _, a := range s.subjects {
-		// Two subjects failing at once may mean this peer is cut off:
-		// probing them all tells it within a round (see checkCutOff).
 		if !slices.Contains(out, a) && (failing >= 2 || s.unsettled(a)) {
 			out = append(out, a)
 		}
 	}
 	return out
-}
-
-// corroborated reports whether an observer other than this peer alerts
-// on subject.
-func (s *state) corroborated(subject string) bool {
-	for o, r := range s.reps.by[subject] {
-		if o != s.self && r.alert {
-			return true
-		}
-	}
-	return false
 }
 
 // unsettled reports whether subject needs a probe now: its last probe
@@ -106,10 +93,12 @@ func (s *state) unsettled(subject string) bool {
 	if s.det.failing(subject) {
 		return true
 	}
-	if r, ok := s.reps.by[subject][s.self]; ok && r.alert {
-		return false
+	for o, r := range s.reps.by[subject] {
+		if r.alert && o == s.self {
+			return false
+		}
 	}
-	return s.corroborated(subject)
+	return len(s.reps.alerts(subject)) > 0
 }
 
 // corroborate probes at once each of rs's subjects that this peer
@@ -124,9 +113,14 @@ func (s *state) corroborate(rs []report, now time.Time) {
 			continue
 		}
 		s.inflight[r.subject] = true
-		s.pushes = append(s.pushes, &exchange{addr: r.subject, kind: observeProbe, started: now,
-			req: &meshpb.SyncRequest{Cluster: s.cfg.ClusterName, From: s.self, Probe: true}})
+		s.pushes = append(s.pushes, &exchange{addr: r.subject, kind: observeProbe, started: now, req: s.probeRequest()})
 	}
+}
+
+// probeRequest is a probe of a subject: who asks, so that a pending
+// subject knows an observer reached it (reachedBy), and nothing else.
+func (s *state) probeRequest() *meshpb.SyncRequest {
+	return &meshpb.SyncRequest{Cluster: s.cfg.ClusterName, From: s.self, Probe: true}
 }
 
 // observeAll brings this peer's reports on every subject up to date.

@@ -100,8 +100,9 @@ func (m *Machine) Subjects() []string {
 	return slices.Clone(m.st.subjects)
 }
 
-// Expiry returns how long a member may stay silent before this machine
-// suspects it: Expiry, or by default its value for the current view size.
+// Expiry returns how long this machine's probes of a subject may fail
+// before it alerts: Expiry, or by default its value for the current view
+// size.
 func (m *Machine) Expiry() time.Duration { return m.st.expiry() }
 
 // Stats returns protocol counters.
@@ -118,10 +119,13 @@ func (m *Machine) TakeEvents() []Event {
 	return ev
 }
 
-// TakePushes returns the one-way requests queued since the last call:
-// fresh writes (a failure this peer declared, its refutation of one, its
-// new meta) told at once beside anti-entropy. Send each as an Outgoing;
-// Deliver returns no follow-up, and a failed push needs no Fail.
+// TakePushes returns the requests queued since the last call outside a
+// round: news told to the overlay at once beside anti-entropy (a new meta,
+// a refutation, alerts, removals, and what this peer relays), and probes
+// of a subject another observer alerts on. Send each as an Outgoing and
+// hand its answer to Deliver (which returns no follow-up) or its error
+// to Fail: at most one push is in flight to a neighbour, and the next
+// waits for it.
 func (m *Machine) TakePushes() []*Outgoing {
 	out := wrap(m.st.pushes)
 	m.st.pushes = nil

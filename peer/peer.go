@@ -215,7 +215,7 @@ func (p *Peer) Sync(ctx context.Context, req *meshpb.SyncRequest) (*meshpb.SyncR
 // released.
 type effects struct {
 	forget []string    // connections to close
-	pushes []*Outgoing // one-way requests to send
+	pushes []*Outgoing // pushes and corroborating probes to send
 }
 
 // flushLocked delivers pending events and collects the other effects.

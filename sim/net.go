@@ -109,7 +109,7 @@ func (s *Sim) silence(addr string) {
 type call struct {
 	from, to int32
 	fromInc  uint32
-	out      *peer.Outgoing // nil for a push (leave, failure, refutation, meta)
+	out      *peer.Outgoing // nil for a leave's push, which nobody answers
 	req      *meshpb.SyncRequest
 	resp     *meshpb.SyncResponse
 	err      error
