@@ -117,6 +117,10 @@ func (s *state) corroborate(rs []report, now time.Time) {
 	}
 }
 
+// cutOffSlowdown multiplies Expiry for a cut-off peer's timeouts, as
+// Lifeguard's local health multiplies its timeouts (up to 8).
+const cutOffSlowdown = 4
+
 // probeRequest is a probe of a subject: who asks, so that a pending
 // subject knows an observer reached it (reachedBy), and nothing else.
 func (s *state) probeRequest() *meshpb.SyncRequest {
@@ -131,32 +135,46 @@ func (s *state) observeAll(now time.Time) {
 	s.checkCutOff(now)
 }
 
-// checkCutOff keeps hidden: while this peer reaches fewer than half of
-// its two or more subjects, it is cut off, or in a minority, or most of
-// the cluster crashed, and it lists none of the subjects it alerts on
-// (GetMembers, Members, events). It writes no tombstone for them, since
-// one peer's verdict must not remove anybody from the others' views; as
-// each answers again, it lists it again.
+// checkCutOff sets cutOff while this peer reaches fewer than half of its
+// two or more subjects: it is then as likely cut off, starved or in a
+// minority as they all failed (Lifeguard's point: a peer whose probes
+// fail may be the problem itself). Meanwhile its timeouts alert only
+// after cutOffSlowdown Expiries (refusals still at once), and it reviews
+// its alerts on that rule, so that a process starved of CPU, where every
+// probe times out, does not have its peers remove each other, while the
+// members of a cluster most of which really died are removed, later. It
+// also lists none of the subjects it cannot reach (GetMembers, Members,
+// events), without writing a tombstone, since one peer's verdict must
+// not remove anybody from the others' views; as each answers again, it
+// lists it again.
 func (s *state) checkCutOff(now time.Time) {
-	down := 0
+	if s.checkingCutOff {
+		return // observe, below, calls back
+	}
+	s.checkingCutOff = true
+	defer func() { s.checkingCutOff = false }()
+	var down []string
 	for _, a := range s.subjects {
 		if s.det.down(a, now, s.expiry()) {
-			down++
+			down = append(down, a)
 		}
 	}
+	cut := len(s.subjects) >= 2 && 2*len(down) > len(s.subjects)
 	hide := map[string]bool{}
-	if len(s.subjects) >= 2 && 2*down > len(s.subjects) {
+	if cut {
+		for _, a := range down {
+			hide[a] = true
+		}
+	}
+	if cut != s.cutOff {
+		s.cutOff = cut
+		s.log.Warn("reaching fewer than half of the members this peer observes; alerting only after longer silence", "cut off", cut, "subjects", len(s.subjects), "down", len(down))
 		for _, a := range s.subjects {
-			if r, ok := s.reps.by[a][s.self]; ok && r.alert {
-				hide[a] = true
-			}
+			s.observe(a, now) // retract or renew this peer's alerts
 		}
 	}
 	if maps.Equal(hide, s.hidden) {
 		return
-	}
-	if len(hide) > 0 != (len(s.hidden) > 0) {
-		s.log.Warn("reaching fewer than half of the members this peer observes", "cut off", len(hide) > 0, "subjects", len(s.subjects), "down", down)
 	}
 	for _, a := range slices.Sorted(maps.Keys(s.hidden)) {
 		if m, live := s.members.Get(a); !hide[a] && live && !m.pending {
@@ -179,7 +197,12 @@ func (s *state) observe(subject string, now time.Time) {
 	if !ok || cur.Deleted {
 		return
 	}
-	down := s.det.down(subject, now, s.expiry())
+	// A peer that is cut off distrusts its own timeouts (see checkCutOff).
+	exp := s.expiry()
+	if s.cutOff {
+		exp *= cutOffSlowdown
+	}
+	down := s.det.down(subject, now, exp)
 	mine, said := s.reps.by[subject][s.self]
 	if down == (said && mine.alert) || !down && !said {
 		return

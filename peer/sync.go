@@ -178,9 +178,11 @@ type state struct {
 	heartbeat uint64 // advanced every round, sent in probe answers
 	// pendingSelf is set once this peer refuted a failure of itself, until
 	// one of its observers reaches it: its own entries are pending meanwhile.
-	pendingSelf bool
-	pending     map[string]bool // members whose live entry is pending
-	hidden      map[string]bool // subjects not listed while this peer is cut off: see checkCutOff
+	pendingSelf    bool
+	pending        map[string]bool // members whose live entry is pending
+	cutOff         bool            // this peer reaches under half of its subjects: see checkCutOff
+	checkingCutOff bool
+	hidden         map[string]bool // subjects not listed meanwhile
 
 	seeds     map[string]*retry
 	dead      map[string]*retry
