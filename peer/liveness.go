@@ -62,8 +62,8 @@ func (s *state) refreshOverlay(now time.Time) {
 // every observer of a member that went silent starts its run of failures
 // within K/2 rounds; every subject whose last probe failed or that
 // another observer alerts on, until it answers or this peer alerts too;
-// and all of them while two or more fail, which may mean this peer is
-// cut off (see checkCutOff).
+// and the others while two or more fail, which may mean this peer is cut
+// off (see checkCutOff); maxProbes in all.
 func (s *state) probes() []string {
 	if len(s.subjects) == 0 {
 		return nil
@@ -79,13 +79,18 @@ func (s *state) probes() []string {
 			failing++
 		}
 	}
-	for _, a := range s.subjects {
+	for i := 0; i < len(s.subjects) && len(out) < maxProbes; i++ {
+		a := s.subjects[(s.probed+i)%len(s.subjects)]
 		if !slices.Contains(out, a) && (failing >= 2 || s.unsettled(a)) {
 			out = append(out, a)
 		}
 	}
 	return out
 }
+
+// maxProbes bounds the probes of one round: a starved peer whose probes
+// all time out must not multiply its calls.
+const maxProbes = 4
 
 // unsettled reports whether subject needs a probe now: its last probe
 // failed, or another observer alerts on it while this peer does not.
@@ -220,6 +225,19 @@ func (s *state) observe(subject string, now time.Time) {
 	s.checkCutOff(now)
 }
 
+// settleReports re-stamps this peer's own entry when every report about
+// it is a clear: reports are about one entry, so the new one voids them
+// all, everywhere, instead of every full exchange carrying them until
+// this peer writes again. At most once an Expiry.
+func (s *state) settleReports(now time.Time) {
+	of := s.reps.by[s.self]
+	if len(of) == 0 || s.leaving || now.Before(s.settledAt) || len(s.reps.alerts(s.self)) > 0 {
+		return
+	}
+	s.settledAt = now.Add(s.expiry())
+	s.spread([]entry{s.assertSelf(now)}, nil, "", now)
+}
+
 // putReport stores r if it is about the subject's current live entry and
 // news, keeping the digest, and reports whether it did.
 func (s *state) putReport(r report) bool {
@@ -266,10 +284,9 @@ func (s *state) decideAll(now time.Time) {
 // down returns the members, self excepted, that enough of their
 // available observers alert on (alertThreshold). An observer is available
 // when it alerted on the member, or when the cluster has fresh evidence
-// that it runs (seen within Expiry: the ages gossip carries). So across a
-// partition or after a correlated crash, observers on the other side or
-// dead stop counting once their evidence is an Expiry old, and the
-// remaining ones decide; under message loss live observers keep fresh
+// that it runs (see fresh). So across a partition or after a correlated
+// crash, observers on the other side or dead stop counting once their
+// evidence is two Expiries old, and the remaining ones decide; under message loss live observers keep fresh
 // evidence, and half of all of them must alert. One peer alone (a bad
 // link, a peer that reaches nobody) never removes anybody: the threshold
 // is at least two where a member has two or more observers.

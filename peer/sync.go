@@ -195,6 +195,9 @@ type state struct {
 	// renewAt rate-limits renewals (see round).
 	failedAt []time.Time
 	renewAt  time.Time
+	// settledAt rate-limits re-stamping to void cleared reports (see
+	// settleReports).
+	settledAt time.Time
 
 	// Side effects for the caller to carry out after releasing its lock.
 	forget []string
@@ -311,6 +314,7 @@ func (s *state) round(now time.Time) []*exchange {
 	s.refreshOverlay(now)
 	s.observeAll(now)
 	s.decideAll(now)
+	s.settleReports(now)
 
 	var out []*exchange
 	start := func(addr string, kind exchangeKind) *exchange {
