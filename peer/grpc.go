@@ -42,7 +42,11 @@ func newGRPCTransport(cfg PeerConfig) *grpcTransport {
 	}
 	bo := backoff.DefaultConfig
 	bo.BaseDelay, bo.MaxDelay = min(cfg.PingPeriod, cfg.RPCTimeout)/2, cfg.MaxRetryInterval
-	opts = append([]grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{Backoff: bo, MinConnectTimeout: cfg.DialTimeout})}, opts...)
+	// A connection no call used for MaxRetryInterval closes: the overlay
+	// changes a peer's partners now and then, and a connection to a
+	// former one would otherwise stay open for good.
+	opts = append([]grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{Backoff: bo, MinConnectTimeout: cfg.DialTimeout}),
+		grpc.WithIdleTimeout(cfg.MaxRetryInterval)}, opts...)
 	return &grpcTransport{opts: opts, conns: map[string]*grpc.ClientConn{}}
 }
 

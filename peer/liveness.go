@@ -25,8 +25,7 @@ func (s *state) overlay() *overlay {
 }
 
 // refreshOverlay recomputes this peer's subjects after the view or the
-// pending members changed, watches the new ones, and closes the
-// connections to former ones.
+// pending members changed, and watches the new ones.
 func (s *state) refreshOverlay(now time.Time) {
 	if s.subjects != nil {
 		return // nil when stale: see rebuildView and changed
@@ -43,14 +42,10 @@ func (s *state) refreshOverlay(now time.Time) {
 	if subjects == nil {
 		subjects = []string{} // computed, if empty
 	}
+	// Former subjects' connections are left to the transport's idle
+	// timeout: closing them at once made a join, when views change every
+	// few milliseconds, redial the same members over and over.
 	slices.Sort(subjects)
-	for _, a := range s.subjects {
-		// Former subjects' connections close; removed members' were
-		// closed on removal (changed).
-		if _, still := slices.BinarySearch(subjects, a); !still && s.seeds[a] == nil && s.liveMember(a) {
-			s.forget = append(s.forget, a)
-		}
-	}
 	s.subjects = subjects
 	s.det.watch(subjects)
 }
@@ -270,9 +265,12 @@ func (s *state) retainReports(addr string) {
 
 // decideAll removes every member that down says is down (see down).
 // The tombstone is failedStamp of the member's entry, so every peer that
-// decides writes the same one.
+// decides writes the same one. A peer in its first Expiry decides
+// nothing: its view is still forming, and a joiner that knew only itself
+// and its seed counted one observer for the seed and removed it on its
+// own alert (128 peers joining in one process: thousands of removals).
 func (s *state) decideAll(now time.Time) {
-	if s.leaving || len(s.reps.by) == 0 {
+	if s.leaving || len(s.reps.by) == 0 || now.Sub(s.started) < s.expiry() {
 		return
 	}
 	for _, a := range s.down(now) {
@@ -315,13 +313,20 @@ func (s *state) down(now time.Time) []string {
 // fresh reports whether the cluster's evidence says addr ran within the
 // last two Expiries (for a member just learnt of, since then): a live
 // member's evidence, relayed through lossy exchanges, is now and then
-// more than one Expiry old.
+// more than one Expiry old. A cut-off peer, whose exchanges fail, waits
+// cutOffSlowdown times as long before it takes old evidence for absence:
+// in a process starved of CPU no evidence arrives for a while, and
+// taking every observer for gone made two alerts remove anyone.
 func (s *state) fresh(addr string, now time.Time) bool {
 	if addr == s.self {
 		return true
 	}
+	window := 2 * s.expiry()
+	if s.cutOff {
+		window *= cutOffSlowdown
+	}
 	i, ok := s.pos(addr)
-	return ok && s.ev[i].seen != noEvidence && s.offset(now)-s.ev[i].seen <= 2*s.expiry()
+	return ok && s.ev[i].seen != noEvidence && s.offset(now)-s.ev[i].seen <= window
 }
 
 // reachedBy notes a request from addr: when this peer is pending and addr

@@ -189,6 +189,7 @@ type state struct {
 	removedAt map[string]time.Time // when each tombstone arrived, for purging
 	inflight  map[string]bool
 	lastRound time.Time
+	started   time.Time // when this state was created
 	leaving   bool
 	selfStamp crdt.Stamp // stamp of this process's latest own entry
 	// failedAt holds when the members that failed lately did, and
@@ -224,6 +225,7 @@ func newState(cfg PeerConfig, now time.Time) *state {
 		dead:      map[string]*retry{},
 		removedAt: map[string]time.Time{},
 		inflight:  map[string]bool{},
+		started:   now,
 	}
 	s.assertSelf(now)
 	return s
