@@ -102,8 +102,8 @@ func TestOverlayOutsider(t *testing.T) {
 func TestAlertThreshold(t *testing.T) {
 	for _, c := range []struct{ available, all, want int }{
 		{1, 1, 1}, // a cluster of two: the one observer decides
-		{1, 2, 2}, {2, 2, 2}, {3, 3, 2}, {6, 6, 3}, {8, 8, 4}, {10, 10, 5},
-		{3, 8, 2}, // five of eight observers are down themselves
+		{1, 2, 2}, {2, 2, 2}, {3, 3, 2}, {4, 4, 3}, {6, 6, 4}, {8, 8, 5}, {10, 10, 6},
+		{3, 8, 2}, // five of eight observers are gone
 		{1, 8, 2}, // one peer alone never decides
 	} {
 		if got := alertThreshold(c.available, c.all); got != c.want {
