@@ -36,7 +36,7 @@ type PeerConfig struct {
 	// successors on K hash rings of the addresses (everyone, up to K+1
 	// members), so that every peer watches about K members, two of them
 	// probed a round in turn, and tells news to them (docs/PROTOCOL.md).
-	// A member is removed once half of its available observers (at least
+	// A member is removed once a majority of its available observers (at least
 	// two) alert on it. Default 8. More observers make a removal need more
 	// independent alerts and spread news in fewer hops, at more
 	// connections (about 2K a peer, in and out) and a longer wait before

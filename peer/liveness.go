@@ -142,11 +142,13 @@ func (s *state) observeAll(now time.Time) {
 // after cutOffSlowdown Expiries (refusals still at once), and it reviews
 // its alerts on that rule, so that a process starved of CPU, where every
 // probe times out, does not have its peers remove each other, while the
-// members of a cluster most of which really died are removed, later. It
-// also lists none of the subjects it cannot reach (GetMembers, Members,
-// events), without writing a tombstone, since one peer's verdict must
-// not remove anybody from the others' views; as each answers again, it
-// lists it again.
+// members of a cluster most of which really died are removed, later.
+// While it reaches none of them, it also lists none of them (GetMembers,
+// Members, events), without writing a tombstone, since one peer's
+// verdict must not remove anybody from the others' views; as each
+// answers again, it lists it again. (Hiding them while it reached fewer
+// than half made a peer under the fault suite's loss hide four live
+// members at once.)
 func (s *state) checkCutOff(now time.Time) {
 	if s.checkingCutOff {
 		return // observe, below, calls back
@@ -161,7 +163,7 @@ func (s *state) checkCutOff(now time.Time) {
 	}
 	cut := len(s.subjects) >= 2 && 2*len(down) > len(s.subjects)
 	hide := map[string]bool{}
-	if cut {
+	if cut && len(down) == len(s.subjects) {
 		for _, a := range down {
 			hide[a] = true
 		}
