@@ -315,20 +315,13 @@ func (s *state) down(now time.Time) []string {
 // fresh reports whether the cluster's evidence says addr ran within the
 // last two Expiries (for a member just learnt of, since then): a live
 // member's evidence, relayed through lossy exchanges, is now and then
-// more than one Expiry old. A cut-off peer, whose exchanges fail, waits
-// cutOffSlowdown times as long before it takes old evidence for absence:
-// in a process starved of CPU no evidence arrives for a while, and
-// taking every observer for gone made two alerts remove anyone.
+// more than one Expiry old.
 func (s *state) fresh(addr string, now time.Time) bool {
 	if addr == s.self {
 		return true
 	}
-	window := 2 * s.expiry()
-	if s.cutOff {
-		window *= cutOffSlowdown
-	}
 	i, ok := s.pos(addr)
-	return ok && s.ev[i].seen != noEvidence && s.offset(now)-s.ev[i].seen <= window
+	return ok && s.ev[i].seen != noEvidence && s.offset(now)-s.ev[i].seen <= 2*s.expiry()
 }
 
 // reachedBy notes a request from addr: when this peer is pending and addr

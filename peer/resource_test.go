@@ -126,49 +126,27 @@ func TestResourcesFlatOverJoinLeaveCycles(t *testing.T) {
 	defer pr.Stop()
 
 	ctx := t.Context()
-	// A witness: a second long-lived member, which runs rounds and so
-	// observes the newcomers with pr. One observer alone never removes a
-	// member, so without it pr would list every crashed newcomer forever.
-	witness := "10.255.255.2:7946"
-	w := NewMachine(PeerConfig{SelfEndpoint: witness, PingPeriod: p, Expiry: 5 * p, TombstoneTTL: 20 * p, Rand: rand.New(rand.NewPCG(2, 2))}, clk.Now())
-	h.mu.Lock()
-	h.machines[witness] = w
-	if err := w.AddSeed(pr.Addr(), clk.Now()); err != nil {
-		t.Fatal(err)
-	}
-	h.mu.Unlock()
-	// witnessRound runs a round of the witness, and every call it leads
-	// to: to pr through its handler, to a newcomer directly.
-	witnessRound := func(now time.Time) {
+	// Witnesses: two more long-lived members, which run rounds and so
+	// observe the newcomers with pr. A member is removed only when a
+	// majority of its observers alert, so pr alone would list every
+	// crashed newcomer forever.
+	var witnesses []*Machine
+	for i := range 2 {
+		addr := fmt.Sprintf("10.255.255.%d:7946", i+2)
+		w := NewMachine(PeerConfig{SelfEndpoint: addr, PingPeriod: p, Expiry: 5 * p, TombstoneTTL: 20 * p, Rand: rand.New(rand.NewPCG(uint64(i+2), 2))}, clk.Now())
 		h.mu.Lock()
-		outs := w.Round(now)
+		h.machines[addr] = w
+		if err := w.AddSeed(pr.Addr(), clk.Now()); err != nil {
+			t.Fatal(err)
+		}
 		h.mu.Unlock()
-		for len(outs) > 0 {
-			o := outs[0]
-			outs = outs[1:]
-			for o != nil {
-				var resp *meshpb.SyncResponse
-				var err error
-				if o.To == pr.Addr() {
-					resp, err = pr.Sync(ctx, o.Request)
-				} else if h.mu.Lock(); h.machines[o.To] != nil {
-					resp, err = h.machines[o.To].Answer(o.Request, now)
-					h.mu.Unlock()
-				} else {
-					h.mu.Unlock()
-					err = errors.New("connection refused")
-				}
-				h.mu.Lock()
-				if err != nil {
-					w.Fail(o, err, now)
-					o = nil
-				} else if o, err = w.Deliver(o, resp, now); err != nil {
-					t.Fatalf("witness: deliver: %v", err)
-				}
-				outs = append(outs, w.TakePushes()...)
-				w.TakeEvents()
-				h.mu.Unlock()
-			}
+		witnesses = append(witnesses, w)
+	}
+	// witnessRound runs a round of each witness, and every call it leads
+	// to: to pr through its handler, to another member directly.
+	witnessRound := func(now time.Time) {
+		for _, w := range witnesses {
+			witnessRoundOf(t, h, pr, w, now)
 		}
 	}
 	for range 3 {
@@ -242,5 +220,42 @@ func TestResourcesFlatOverJoinLeaveCycles(t *testing.T) {
 	}
 	if last.conns > 64 || last.tombstones > 64 || last.dead > maxDeadProbes || last.members > 16 {
 		t.Errorf("tables not bounded at the end: %+v", last)
+	}
+}
+
+// witnessRoundOf runs a round of the witness w, and every call it leads
+// to: to pr through its handler, to another machine of h directly.
+func witnessRoundOf(t *testing.T, h *hub, pr *Peer, w *Machine, now time.Time) {
+	t.Helper()
+	ctx := t.Context()
+	h.mu.Lock()
+	outs := w.Round(now)
+	h.mu.Unlock()
+	for len(outs) > 0 {
+		o := outs[0]
+		outs = outs[1:]
+		for o != nil {
+			var resp *meshpb.SyncResponse
+			var err error
+			if o.To == pr.Addr() {
+				resp, err = pr.Sync(ctx, o.Request)
+			} else if h.mu.Lock(); h.machines[o.To] != nil {
+				resp, err = h.machines[o.To].Answer(o.Request, now)
+				h.mu.Unlock()
+			} else {
+				h.mu.Unlock()
+				err = errors.New("connection refused")
+			}
+			h.mu.Lock()
+			if err != nil {
+				w.Fail(o, err, now)
+				o = nil
+			} else if o, err = w.Deliver(o, resp, now); err != nil {
+				t.Fatalf("witness: deliver: %v", err)
+			}
+			outs = append(outs, w.TakePushes()...)
+			w.TakeEvents()
+			h.mu.Unlock()
+		}
 	}
 }
