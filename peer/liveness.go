@@ -25,7 +25,8 @@ func (s *state) overlay() *overlay {
 }
 
 // refreshOverlay recomputes this peer's subjects after the view or the
-// pending members changed, and watches the new ones.
+// pending members changed, watches the new ones, and closes the
+// connections to former ones.
 func (s *state) refreshOverlay(now time.Time) {
 	if s.subjects != nil {
 		return // nil when stale: see rebuildView and changed
@@ -42,10 +43,14 @@ func (s *state) refreshOverlay(now time.Time) {
 	if subjects == nil {
 		subjects = []string{} // computed, if empty
 	}
-	// Former subjects' connections are left to the transport's idle
-	// timeout: closing them at once made a join, when views change every
-	// few milliseconds, redial the same members over and over.
 	slices.Sort(subjects)
+	for _, a := range s.subjects {
+		// Former subjects' connections close; removed members' were
+		// closed on removal (changed).
+		if _, still := slices.BinarySearch(subjects, a); !still && s.seeds[a] == nil && s.liveMember(a) {
+			s.forget = append(s.forget, a)
+		}
+	}
 	s.subjects = subjects
 	s.det.watch(subjects)
 }
