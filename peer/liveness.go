@@ -299,11 +299,15 @@ func (s *state) down(now time.Time) []string {
 	ov := s.overlay()
 	var out []string
 	for _, a := range slices.Sorted(maps.Keys(s.reps.by)) {
-		alerts := s.reps.alerts(a)
-		if len(alerts) == 0 || a == s.self {
+		if a == s.self || len(s.reps.alerts(a)) == 0 {
 			continue
 		}
+		// Only its observers in this view count: a host rejoining after a
+		// partition still alerts on entries it could not reach, before it
+		// is listed again (the fault suite saw a member removed on its own
+		// side so).
 		observers := ov.observersOf(a)
+		alerts := slices.DeleteFunc(s.reps.alerts(a), func(o string) bool { return !slices.Contains(observers, o) })
 		available := 0
 		for _, o := range observers {
 			if slices.Contains(alerts, o) || s.fresh(o, now) {
