@@ -95,6 +95,14 @@ func (d *detector) down(addr string, now time.Time, expiry time.Duration) bool {
 	return w != nil && (w.refused || w.fails >= failsToAlert && now.Sub(w.since) >= expiry)
 }
 
+// restart forgets addr's run of failures: it wrote a new entry, so an
+// alert must be earned on that one.
+func (d *detector) restart(addr string) {
+	if w := d.watches[addr]; w != nil {
+		w.fails, w.refused = 0, false
+	}
+}
+
 // failing reports whether addr's last probe failed: it is probed every
 // round until it answers.
 func (d *detector) failing(addr string) bool {

@@ -257,8 +257,11 @@ func (s *state) putReport(r report) bool {
 }
 
 // retainReports drops the reports on addr that its entry, just changed,
-// made void.
+// made void, and restarts this peer's run of failures on it: a host back
+// from a partition otherwise alerted on its own side's renewed entries
+// before it had probed them once.
 func (s *state) retainReports(addr string) {
+	s.det.restart(addr)
 	var cur crdt.Stamp
 	if e, ok := s.members.Lookup(addr); ok && !e.Deleted {
 		cur = e.Stamp
