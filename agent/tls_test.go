@@ -303,7 +303,7 @@ func TestTLSImpersonationRefused(t *testing.T) {
 	}
 	took := await(t, "the victim refutes its tombstone", func() (bool, string) {
 		_, ok := a.a.Peer().GetMembers()[b.a.Addr()]
-		return ok && b.a.Peer().Stats().Refutations > 0, viewOf(a)
+		return ok && b.a.Peer().Stats().Refutations > 0, fmt.Sprintf("%s; the victim's: %s, %+v", viewOf(a), viewOf(b), b.a.Peer().Stats())
 	})
 	t.Logf("victim hidden at %s for %v (%.1f periods)", a.a.Addr(), took.Round(time.Millisecond), float64(took)/float64(testPeriod))
 	if name := a.a.Peer().GetMembers()[b.a.Addr()].GetName(); name != "victim" {

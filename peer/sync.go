@@ -329,6 +329,12 @@ func (s *state) round(now time.Time) []*exchange {
 			req = s.probeRequest()
 		} else {
 			req = s.digestRequest(now)
+			if s.pending[addr] {
+				// It is listed again once one of its observers reaches it
+				// (reachedBy), and this exchange may be the only request
+				// an observer sends it.
+				req.From = s.self
+			}
 		}
 		ex := &exchange{addr: addr, req: req, view: s.view, kind: kind, started: now}
 		out = append(out, ex)

@@ -867,6 +867,34 @@ func TestUnreachableMemberStaysRemoved(t *testing.T) {
 	t.Logf("listed again after %v", now.Sub(back))
 }
 
+// A member falsely declared failed in a cluster of two refutes, pending,
+// and is listed again: its one observer's gossip exchange with it, which
+// leaves no room for a separate probe, must let it know it was reached.
+func TestFalselyFailedMemberOfTwoListedAgain(t *testing.T) {
+	net, names, now := cluster(t, 2)
+	a, b := net[names[0]], net[names[1]]
+	e, _ := a.members.Lookup(b.self)
+	fail := &meshpb.Entry{Addr: b.self, Time: e.Stamp.Time + 1, Writer: "10.0.0.66:7946#1", State: meshpb.State_STATE_FAILED}
+	if _, err := a.applyEntries([]*meshpb.Entry{fail}, nil, now); err != nil {
+		t.Fatal(err)
+	}
+	if a.liveMember(b.self) {
+		t.Fatal("the tombstone did not remove b at a")
+	}
+	start := now
+	for !a.liveMember(b.self) {
+		now = now.Add(p)
+		tick(t, net, now)
+		if now.Sub(start) > 5*p {
+			t.Fatalf("b not listed again at a within 5 periods (b refuted %d times, pending %v)", b.stats.Refutations, b.pendingSelf)
+		}
+	}
+	if b.stats.Refutations == 0 {
+		t.Fatal("b listed again without refuting")
+	}
+	t.Logf("listed again after %v", now.Sub(start))
+}
+
 // Two members whose link is broken both ways alert on each other, but one
 // observer's alert never removes anybody.
 func TestBrokenLinkRemovesNobody(t *testing.T) {
