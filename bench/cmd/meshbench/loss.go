@@ -1,7 +1,11 @@
 package main
 
 import (
+	"fmt"
 	"math"
+	"os"
+	"os/exec"
+	"runtime"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -33,4 +37,46 @@ func (l *loss) drop() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.rng.Float64() < p
+}
+
+// lossText describes the loss phase, for the log and the report.
+func (o options) lossText() string {
+	s := fmt.Sprintf("%.0f%% of messages dropped for %v", 100*o.lossRate, o.lossDuration)
+	if o.busy > 0 {
+		s += fmt.Sprintf(" beside %d busy loops", o.busy)
+	}
+	return s
+}
+
+// startBusy starts n processes (this binary with -spin), each spinning on
+// a core, and returns what kills them: a machine whose other tenants take
+// the cores, where every peer's rounds and calls run late.
+func startBusy(n int) (stop func(), err error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	var cmds []*exec.Cmd
+	stop = func() {
+		for _, c := range cmds {
+			c.Process.Kill()
+			c.Wait()
+		}
+	}
+	for range n {
+		c := exec.Command(exe, "-spin")
+		if err := c.Start(); err != nil {
+			stop()
+			return nil, fmt.Errorf("start a busy loop: %w", err)
+		}
+		cmds = append(cmds, c)
+	}
+	return stop, nil
+}
+
+// spin is a busy loop's body.
+func spin() {
+	runtime.GOMAXPROCS(1)
+	for {
+	}
 }

@@ -47,12 +47,15 @@ var (
 func main() {
 	render := flag.String("render", "", "re-render RESULTS.md and results.svg from this results.json (after editing closing.md) instead of running")
 	worker := flag.String("loss-worker", "", "internal: run the loss phase of this system at the one size -n, talking to the parent run on stdin and stdout")
+	spinner := flag.Bool("spin", false, "internal: spin on one core until killed (a -busy loop)")
 	o, out, err := parseFlags(flag.CommandLine, os.Args[1:])
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "meshbench: %v\n", err)
 		os.Exit(2)
 	}
 	switch {
+	case *spinner:
+		spin()
 	case *worker != "":
 		err = lossWorker(o, *worker)
 	case *render != "":
@@ -76,6 +79,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (options, string, error) {
 		steady  = fs.Duration("steady", 10*time.Second, "steady-state window for bytes and CPU (first repetition)")
 		lossR   = fs.Float64("loss", 0.10, "probability of dropping each message during the loss phase")
 		lossD   = fs.Duration("loss-duration", 2*time.Minute, "length of the loss phase (its own cluster per system, after the repetitions)")
+		busy    = fs.Int("busy", 0, "busy loops (processes spinning on one core each) beside the clusters during the loss phase: a starved machine")
 		groups  = fs.String("loss-together", "", "sizes whose loss phases share one window, e.g. 16+64 (comma-separated groups; other sizes each get their own)")
 		limit   = fs.Float64("limit", 150, "periods to wait for any one change; a change still incomplete then is recorded as censored (> limit)")
 		systems = fs.String("systems", "mesh,memberlist", "systems to run, in order")
@@ -87,7 +91,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (options, string, error) {
 		return options{}, "", err
 	}
 	o := options{reps: *reps, period: *period, steady: *steady, lossRate: *lossR,
-		lossDuration: *lossD, limit: *limit, seed: *seed}
+		lossDuration: *lossD, busy: *busy, limit: *limit, seed: *seed}
 	if err := o.parse(*sizes, *systems); err != nil {
 		return options{}, "", err
 	}
@@ -135,6 +139,9 @@ func (o *options) parse(sizes, systems string) error {
 	}
 	if o.lossRate < 0 || o.lossRate >= 1 {
 		errs = append(errs, fmt.Sprintf("-loss: %v is not in [0, 1)", o.lossRate))
+	}
+	if o.busy < 0 {
+		errs = append(errs, fmt.Sprintf("-busy: %d is not a number of busy loops", o.busy))
 	}
 	if o.lossDuration < 0 {
 		errs = append(errs, fmt.Sprintf("-loss-duration: %v is negative", o.lossDuration))
@@ -196,8 +203,8 @@ func (o *options) lossGroupEndingAt(n int) []int {
 
 func run(o options, out string) error {
 	start := time.Now()
-	fmt.Printf("meshbench: N=%v, %d reps, P=%v, steady %v, loss %.0f%% for %v, seed %d\n",
-		o.sizes, o.reps, o.period, o.steady, 100*o.lossRate, o.lossDuration, o.seed)
+	fmt.Printf("meshbench: N=%v, %d reps, P=%v, steady %v, loss phase %s, seed %d\n",
+		o.sizes, o.reps, o.period, o.steady, o.lossText(), o.seed)
 	probe := startLoadProbe()
 	time.Sleep(time.Second)
 	if other := probe.otherCores(); other > 0.25 {

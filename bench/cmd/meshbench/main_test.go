@@ -125,12 +125,12 @@ func TestMeshMaxConns(t *testing.T) {
 }
 
 func TestParseReportsEveryProblem(t *testing.T) {
-	o := options{reps: 0, period: time.Millisecond, steady: time.Second, lossRate: 1, limit: 400}
+	o := options{reps: 0, period: time.Millisecond, steady: time.Second, lossRate: 1, limit: 400, busy: -1}
 	err := o.parse("16,x,4", "mesh,consul")
 	if err == nil {
 		t.Fatal("parse accepted bad options")
 	}
-	for _, want := range []string{`"x"`, `"4"`, `"consul"`, "-reps", "-period", "-loss"} {
+	for _, want := range []string{`"x"`, `"4"`, `"consul"`, "-reps", "-period", "-loss", "-busy"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not name %s", err, want)
 		}

@@ -138,8 +138,8 @@ func (rp *report) markdown() []byte {
 		if m.LossSkipped != "" {
 			fv = "not judged: mesh's loss phase " + m.LossSkipped
 		}
-		w("| false removals at %.0f%% loss over %v | 0 | mesh %s | memberlist %s | %s |\n\n",
-			100*rp.o.lossRate, rp.o.lossDuration, falseText(m), falseText(l), fv)
+		w("| false removals, %s | 0 | mesh %s | memberlist %s | %s |\n\n",
+			rp.o.lossText(), falseText(m), falseText(l), fv)
 		w("A false removal is one node dropping another that was running; (nodes) counts the distinct running nodes so dropped.\n\n")
 	}
 
@@ -159,7 +159,7 @@ func (rp *report) markdown() []byte {
 				lv = mt.get(l)
 			}
 			if mt.unit == "count" {
-				w("| %s (%.0f%%, %v) | removals (nodes) | %s | | %s | | | |\n", title, 100*rp.o.lossRate, rp.o.lossDuration, falseText(m), falseText(l))
+				w("| %s (%s) | removals (nodes) | %s | | %s | | | |\n", title, rp.o.lossText(), falseText(m), falseText(l))
 				continue
 			}
 			mm, mp, lm, lp := rp.stat(mv, median), rp.stat(mv, p95), rp.stat(lv, median), rp.stat(lv, p95)
@@ -214,7 +214,7 @@ func (rp *report) markdown() []byte {
 	w("- Each repetition starts a fresh cluster and, in order: **join** (every node but the first joins the first, all calls issued at once; done when every node has seen all N), **update** (one random node publishes new meta: mesh `UpdateMeta`, memberlist a `Delegate` whose `NodeMeta` returns the new bytes, then `UpdateNode`; done when all others see it), **failure detection** (one random node, then N/8 at once, are killed without a goodbye: mesh `Peer.Stop` and `grpc.Server.Stop`, memberlist `Shutdown` without `Leave`; done when every survivor has dropped them), **leave** (mesh `Peer.Leave(ctx)`, memberlist `Leave(10P)` then `Shutdown`; done when every node has dropped it). The seed (node 0) is never killed. A repetition whose join does not converge stops there: update, crash and leave times on a cluster still missing members would time an overloaded process's churn. After two such repetitions a system gets no more at that size.\n")
 	w("- Times come from each node's own membership events (mesh `Subscribe`, memberlist `EventDelegate`, timestamped as they fire), so polling does not load the CPU being measured: a change is complete at the latest event among the nodes that must see it. A change not complete after %.0f periods is **censored**: it is known only to take more than %.0f periods, written `> %.0f` in the raw samples. A median or p95 that depends on a censored sample is a lower bound (`> x`), and a ratio against a bound is a bound (`< x×`, `> x×`), or `–` when both are; the same limit applies to both systems.\n", rp.o.limit, rp.o.limit, rp.o.limit)
 	w("- The first repetition whose join converged also samples **steady state** for %v in five windows (the median and p95 are over windows); if none converged, the last repetition does, and the report says so. Steady state is bytes per node per second and process CPU (`getrusage` user+system, divided by N). **Payload** counts each byte once, by its sender: for mesh the gRPC message bytes (protobuf plus 5-byte prefix) in and out on every server, from a `grpc.StatsHandler`; for memberlist the UDP packet bytes and TCP stream bytes written by a `Transport` wrapper around `NetTransport`. **Wire** adds framing: for mesh every byte read and written on the servers' HTTP/2 connections (headers, trailers, frame headers, settings, window updates); for memberlist it equals payload. Neither counts IP/UDP/TCP headers.\n", rp.o.steady)
-	w("- The **loss phase** runs after the repetitions, on a fresh cluster per system and size, each joined and converged first (memberlist's first, while no other cluster runs, since its join is the fragile one). %s Then for %v each message is dropped with probability %.2f, switched on and off at the same moment in every cluster of the window: every system in it faces the same loss for the same time on the same machine. mesh: a `peer.Transport` (set through `PeerConfig.Transport`) drops a Sync request or its answer, and the call then fails at its deadline, as a lost message would; memberlist: the transport wrapper drops incoming UDP packets (TCP streams are reliable and never dropped). A false removal is a failure event (mesh `EventFailed`, memberlist `NotifyLeave` with `StateDead`) about a node that is running, counted over all observers until all see all again. A system that converged in no repetition at a size, or whose loss cluster does not converge within the limit, has no loss phase there: removals on a cluster still missing members would count churn, not loss.\n", rp.windowText(), rp.o.lossDuration, rp.o.lossRate)
+	w("- The **loss phase** runs after the repetitions, on a fresh cluster per system and size, each joined and converged first (memberlist's first, while no other cluster runs, since its join is the fragile one). %s Then for %v each message is dropped with probability %.2f, switched on and off at the same moment in every cluster of the window: every system in it faces the same loss for the same time on the same machine. mesh: a `peer.Transport` (set through `PeerConfig.Transport`) drops a Sync request or its answer, and the call then fails at its deadline, as a lost message would; memberlist: the transport wrapper drops incoming UDP packets (TCP streams are reliable and never dropped). A false removal is a failure event (mesh `EventFailed`, memberlist `NotifyLeave` with `StateDead`) about a node that is running, counted over all observers until all see all again. A system that converged in no repetition at a size, or whose loss cluster does not converge within the limit, has no loss phase there: removals on a cluster still missing members would count churn, not loss.%s\n", rp.windowText(), rp.o.lossDuration, rp.o.lossRate, rp.busyText())
 	w("- The mesh transport is the library's default one re-implemented in bench (it is unexported): one lazily dialled `grpc.ClientConn` per partner, closed by `Forget`, plus the loss injection and a cap on cached connections that applies only when the process's descriptor limit cannot hold a connection from every peer to every other (2N(N−1) descriptors): %s\n\n", rp.capNote())
 
 	w("## Configurations\n\n")
@@ -548,4 +548,12 @@ func (rp *report) loadText() string {
 		return ""
 	}
 	return strings.Join(parts, ", ")
+}
+
+// busyText says what -busy added to the loss phase, if anything.
+func (rp *report) busyText() string {
+	if rp.o.busy == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" Throughout the window, %d busy loops (processes of their own, each spinning on one core) compete with the clusters for this machine's %d cores.", rp.o.busy, runtime.NumCPU())
 }

@@ -23,6 +23,7 @@ type options struct {
 	steady       time.Duration // steady-state window, split into 5 samples
 	lossRate     float64
 	lossDuration time.Duration
+	busy         int     // busy loops beside the clusters during the loss phase
 	limit        float64 // periods to wait for any one change
 	systems      []string
 	lossGroups   [][]int // sizes whose loss phases share a window
@@ -344,12 +345,17 @@ func lossStage(o options, start time.Time, rs []*result) error {
 	for i, w := range in {
 		w.r.res.LossWith = slices.Delete(slices.Clone(names), i, i+1)
 	}
-	in[0].r.logf("loss: dropping %.0f%% of messages for %v in %s at once", 100*o.lossRate, o.lossDuration, strings.Join(names, ", "))
+	in[0].r.logf("loss: %s in %s at once", o.lossText(), strings.Join(names, ", "))
 	for _, w := range in {
 		if _, err := io.WriteString(w.stdin, "go\n"); err != nil {
 			return fmt.Errorf("%s at N=%d: loss worker: %w", w.r.res.System, w.r.res.N, err)
 		}
 	}
+	stopBusy, err := startBusy(o.busy)
+	if err != nil {
+		return err
+	}
+	defer stopBusy()
 	// Each worker's lines are read in turn; the others' wait in their
 	// pipes meanwhile, which does not delay the workers (a line is far
 	// smaller than a pipe's buffer).
@@ -391,8 +397,8 @@ func lossStage(o options, start time.Time, rs []*result) error {
 			res.Loss, res.LossNodes = out.Loss, out.LossNodes
 			res.LossDuration = o.lossDuration.Seconds()
 			res.Other += out.Before
-			w.r.logf("loss: %d false removals (of %d nodes) in %v at %.0f%% loss; all see all again %s periods after it ended",
-				res.Loss, res.LossNodes, o.lossDuration, 100*o.lossRate, fmtP(res.Heal))
+			w.r.logf("loss: %d false removals (of %d nodes), %s; all see all again %s periods after it ended",
+				res.Loss, res.LossNodes, o.lossText(), fmtP(res.Heal))
 		}
 	}
 	return nil
