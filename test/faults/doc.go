@@ -1,7 +1,9 @@
 // Package faults runs mesh agents as separate processes on separate
 // network stacks and breaks the network under them: a partition, message
-// loss with jitter, a crash and restart, a stopped (SIGSTOP) host and a
-// soak with meta updates and random crashes. Every assertion reads the
+// loss with jitter, a crash and restart, a stopped (SIGSTOP) host, a host
+// that calls out but cannot be reached (for 40 periods, and 20 periods
+// on and off three times) and a soak with meta updates and random
+// crashes. Every assertion reads the
 // agents' own `mesh members --json` and `mesh watch --json` output.
 //
 // The suite is opt-in: `go test ./test/faults` skips it unless
@@ -14,7 +16,7 @@
 // 127.0.77.1-7 instead; the partition scenario, which needs separate
 // links, then fails rather than passes.
 //
-// Loss and jitter come from a fault-injecting TCP proxy in front of each
+// Loss, jitter and unreachable hosts come from a fault-injecting TCP proxy in front of each
 // agent (the test binary itself, re-executed inside the host's namespace)
 // because this kernel has no netem. A TCP stream cannot lose bytes and
 // carry on, so a "lost" read resets the connection: the gRPC messages in

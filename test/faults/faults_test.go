@@ -45,6 +45,8 @@ func TestFaults(t *testing.T) {
 	})
 	t.Run("crash", func(t *testing.T) { testCrash(t, nw, bin, period) })
 	t.Run("slow", func(t *testing.T) { testSlow(t, nw, bin, period) })
+	t.Run("unreachable", func(t *testing.T) { testUnreachable(t, nw, bin, period) })
+	t.Run("flipflop", func(t *testing.T) { testFlipFlop(t, nw, bin, period) })
 	t.Run("soak", func(t *testing.T) {
 		testSoak(t, nw, bin, period, envDuration(t, "MESH_FAULTS_SOAK", time.Minute))
 	})

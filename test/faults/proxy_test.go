@@ -32,12 +32,20 @@ import (
 //     read never overtakes the one before it, so back-to-back reads can
 //     wait longer than their own draw).
 //
+// Two more faults make the agent unreachable while its own calls, which
+// do not pass its proxy, still go out: "refuse" resets every connection
+// coming in, open or new; "blackhole" forwards nothing, so that callers
+// wait out their deadlines, and resets each connection it swallowed once
+// it ends (its stream lost bytes).
+//
 // On SIGTERM it prints one line of counts and exits 0.
 const envProxy = "MESHF_PROXY"
 
 type faultSpec struct {
-	loss   float64
-	jitter time.Duration
+	loss      float64
+	jitter    time.Duration
+	refuse    bool
+	blackhole bool
 }
 
 func parseFaults(s string) (faultSpec, error) {
@@ -50,6 +58,10 @@ func parseFaults(s string) (faultSpec, error) {
 			f.loss, err = strconv.ParseFloat(v, 64)
 		case "jitter":
 			f.jitter, err = time.ParseDuration(v)
+		case "refuse":
+			f.refuse = true
+		case "blackhole":
+			f.blackhole = true
 		default:
 			err = fmt.Errorf("unknown fault %q", k)
 		}
@@ -103,6 +115,10 @@ func runProxy(spec string) int {
 				return
 			}
 			st.conns.Add(1)
+			if cur.Load().refuse {
+				reset(c)
+				continue
+			}
 			go proxyConn(c, args["target"], &cur, st)
 		}
 	}()
@@ -121,8 +137,25 @@ func proxyConn(c net.Conn, target string, cur *atomic.Pointer[faultSpec], st *pr
 	}
 	var once sync.Once
 	kill := func() { once.Do(func() { reset(c); reset(d) }) }
-	go pipe(c, d, cur, st, kill)
-	pipe(d, c, cur, st, kill)
+	swallowed, done := new(atomic.Bool), make(chan struct{})
+	go func() {
+		// Faults that began or ended while the connection was idle.
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			if f := cur.Load(); f.refuse || swallowed.Load() && !f.blackhole {
+				kill()
+			}
+		}
+	}()
+	go pipe(c, d, cur, st, swallowed, kill)
+	pipe(d, c, cur, st, swallowed, kill)
+	close(done)
 }
 
 // reset closes c with an RST rather than a FIN.
@@ -139,7 +172,7 @@ type chunk struct {
 }
 
 // pipe copies src to dst, one read at a time, with the current faults.
-func pipe(src, dst net.Conn, cur *atomic.Pointer[faultSpec], st *proxyStats, kill func()) {
+func pipe(src, dst net.Conn, cur *atomic.Pointer[faultSpec], st *proxyStats, swallowed *atomic.Bool, kill func()) {
 	ch := make(chan chunk, 4096)
 	go func() {
 		for ck := range ch {
@@ -161,6 +194,10 @@ func pipe(src, dst net.Conn, cur *atomic.Pointer[faultSpec], st *proxyStats, kil
 		if n > 0 {
 			st.reads.Add(1)
 			f := cur.Load()
+			if f.blackhole {
+				swallowed.Store(true)
+				continue
+			}
 			if f.loss > 0 && rand.Float64() < f.loss {
 				st.lost.Add(1)
 				kill()
