@@ -16,10 +16,11 @@
 //	p.Stop()
 //
 // The protocol itself is a synchronous state machine driven with the time
-// as an argument: sync.go (the exchange) and liveness.go with its types,
-// overlay.go (who observes whom), detector.go (whether a probe reaches a
-// subject), reports.go (observers' alerts, a CRDT) and outbox.go (batched
-// pushes). Peer adds the lock, the ticker and the transport.
+// as an argument: sync.go (the exchange), merge.go (applying what
+// arrives) and liveness.go with its types, overlay.go (who observes
+// whom), detector.go (whether a probe reaches a subject), reports.go
+// (observers' alerts, a CRDT) and outbox.go (batched pushes). Peer adds
+// the lock, the ticker and the transport.
 // mesh/docs/PROTOCOL.md explains the exchange, the removal rule and why the
 // cluster converges.
 //

@@ -111,20 +111,9 @@ func (s *state) pos(addr string) (int, bool) {
 	return slices.BinarySearch(s.view, addr)
 }
 
-// ageOf is the age of our evidence for addr in 1/ageScale periods,
-// rounded up so that relaying never makes evidence look fresher.
-func (s *state) ageOf(addr string, now time.Time) byte {
-	if addr == s.self {
-		return 0
-	}
-	i, ok := s.pos(addr)
-	if !ok {
-		return noAge
-	}
-	return s.ageAt(i, s.offset(now))
-}
-
-// ageAt is ageOf for view position i at offset now.
+// ageAt is the age at offset now of our evidence for view position i,
+// in 1/ageScale periods, rounded up so that relaying never makes
+// evidence look fresher.
 func (s *state) ageAt(i int, now time.Duration) byte {
 	if i == s.selfPos {
 		return 0

@@ -31,7 +31,12 @@ type Outgoing struct {
 // Transport and Clock are not used; Rand, if set, makes partner choice
 // reproducible.
 func NewMachine(config PeerConfig, now time.Time) *Machine {
-	return &Machine{st: newState(sanitize(config).withDefaults(), now)}
+	return newMachine(sanitize(config).withDefaults(), now)
+}
+
+// newMachine is NewMachine for a config already sanitized and defaulted.
+func newMachine(cfg PeerConfig, now time.Time) *Machine {
+	return &Machine{st: newState(cfg, now)}
 }
 
 func wrap(exs []*exchange) []*Outgoing {

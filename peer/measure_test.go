@@ -1,6 +1,6 @@
 package peer_test
 
-// The measurement harness for the Targets of issue 4. It holds benchmarks
+// The measurement harness for the peer's timing targets. It holds benchmarks
 // only, so plain `go test` never runs it. Measure without -race:
 //
 //	go test ./peer -run '^$' -bench Cluster -benchtime 1x -timeout 20m

@@ -59,7 +59,7 @@ func NewPeer(config PeerConfig) *Peer {
 		p.transport = newGRPCTransport(cfg)
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
-	p.m = &Machine{st: newState(cfg, cfg.Clock.Now())}
+	p.m = newMachine(cfg, cfg.Clock.Now())
 	return p
 }
 

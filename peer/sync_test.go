@@ -186,7 +186,8 @@ func TestStarvedPeerRemovesNobody(t *testing.T) {
 	}
 	// Its stall must not make evidence look fresher to others: it still
 	// passes on the real age, about 23 periods (capped at 254 eighths).
-	if age := st.ageOf(names[2], late.Add(3*p)); age < 8*20 {
+	i, _ := st.pos(names[2])
+	if age := st.ageAt(i, st.offset(late.Add(3*p))); age < 8*20 {
 		t.Fatalf("after the stall it reports %s's evidence as %d/8 periods old, want its real age (> 20 periods)", names[2], age)
 	}
 }
