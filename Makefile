@@ -10,39 +10,43 @@ GOBIN                      := $(shell go env GOPATH)/bin
 FUZZTIME                   ?= 100000x
 SOAKTIME                   ?= 10m
 
-.PHONY: all generate check-generated lint test static deploy-check faults soak fuzz bench bench-crdt mutate tools
+.PHONY: help all generate check-generated lint test static deploy-check faults soak fuzz bench bench-crdt mutate tools
 
-all: test
+all: test ## the same as make test
 
-tools:
+# help lists the targets, from the ## notes on their lines.
+help: ## this list
+	@awk -F':.*## ' '/^[a-z-]+:.*## / { printf "  %-16s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+tools: ## install the pinned protobuf and gRPC code generators
 	go install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 	go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
 
 # generate rewrites meshpb/*.pb.go with the pinned generators.
-generate: tools
+generate: tools ## regenerate meshpb/*.pb.go (needs protoc)
 	PATH="$(GOBIN):$$PATH" protoc --proto_path=meshpb \
 		--go_out=meshpb --go_opt=paths=source_relative \
 		--go-grpc_out=meshpb --go-grpc_opt=paths=source_relative \
 		meshpb/*.proto
 
 # check-generated fails when the committed generated code is stale.
-check-generated: generate
+check-generated: generate ## fail if the committed generated code is stale
 	@git diff --exit-code -- meshpb || { echo "meshpb: generated code is stale; run 'make generate' and commit"; exit 1; }
 
-lint:
+lint: ## go vet and staticcheck
 	go vet ./...
 	go run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
 # Packages run one at a time (-p 1): the property tests would otherwise
 # compete for the 2 cores with the timing-sensitive peer tests. Building
 # first keeps compilation parallel.
-test: lint
+test: lint ## lint, then every test with -race (what CI runs, before faults)
 	go test -race -count=1 -run '^$$' ./... >/dev/null
 	go test -race -count=1 -p 1 ./...
 
 # static builds the agent with no cgo, so with no libc and no dynamic
 # loader: bin/mesh runs in a scratch or distroless image.
-static:
+static: ## build bin/mesh with no cgo, for scratch images
 	CGO_ENABLED=0 go build -trimpath -o bin/mesh ./cmd/mesh
 
 # deploy-check tests deploy/, a module of its own so that the Kubernetes
@@ -50,21 +54,22 @@ static:
 # the systemd unit verifies (where systemd-analyze exists), and the
 # commands both run work against a static build (about 30 s, mostly the
 # build).
-deploy-check:
+deploy-check: ## test the systemd unit and Kubernetes manifests in deploy/
 	cd deploy && go vet ./... && go run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./... && go test -count=1 ./...
 
-# faults runs the fault suite (test/faults, about 4 minutes): 7 agents,
+# faults runs the fault suite (test/faults, about 5 minutes): 7 agents,
 # as root each in its own network namespace, through a partition, loss
-# with jitter, a crash, a SIGSTOP and a 1-minute soak. Without namespaces
+# with jitter, a crash, a SIGSTOP, an agent that cannot be reached (for
+# good, then on and off) and a 1-minute soak. Without namespaces
 # it says so and falls back to loopback, where the partition fails.
-faults:
+faults: ## the fault suite: 7 agents in network namespaces (as root)
 	MESH_FAULTS=1 go test -count=1 -v -timeout 15m -run 'TestFaults' ./test/faults
 
 # soak runs only the soak scenario, for SOAKTIME.
-soak:
+soak: ## only the fault suite's soak, for SOAKTIME (default 10m)
 	MESH_FAULTS=1 MESH_FAULTS_SOAK=$(SOAKTIME) go test -count=1 -v -timeout 40m -run 'TestFaults/soak' ./test/faults
 
-fuzz:
+fuzz: ## fuzz decode-then-merge and the exchange, FUZZTIME executions each
 	go test ./property_test -run '^$$' -fuzz FuzzDecodeMerge -fuzztime $(FUZZTIME)
 	go test ./property_test -run '^$$' -fuzz FuzzExchange -fuzztime $(FUZZTIME)
 
@@ -76,15 +81,15 @@ fuzz:
 # cluster in its own process): under 10 minutes on 2 cores. BENCHFLAGS adds
 # meshbench flags, e.g. BENCHFLAGS='-loss-together=' for a window per size
 # (about 2 minutes more).
-bench:
+bench: ## mesh beside hashicorp/memberlist; rewrites bench/RESULTS.md (about 10 min)
 	cd bench && go run ./cmd/meshbench -n 16,64,128 -reps 5 -loss-together 16+64 $(BENCHFLAGS)
 
 # bench-crdt runs the crdt package's benchmarks.
-bench-crdt:
+bench-crdt: ## the crdt package's benchmarks
 	go test ./crdt -run '^$$' -bench . -benchmem
 
 # mutate runs mutation testing over crdt/ (about 10 minutes on 2 cores) and
 # fails below 85% efficacy. The generous timeout coefficient keeps slow,
 # still-shrinking property runs from counting as timeouts.
-mutate:
+mutate: ## mutation testing of crdt/ (about 10 min)
 	GOFLAGS=-count=1 go run github.com/go-gremlins/gremlins/cmd/gremlins@$(GREMLINS_VERSION) unleash --timeout-coefficient 30 --threshold-efficacy 85 ./crdt

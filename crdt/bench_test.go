@@ -9,7 +9,7 @@ import (
 //
 //	go test ./crdt -run '^$' -bench . -benchmem -count=3
 //
-// Targets (issue 3): ApplyDelta of 1,000 entries under 100 µs; 0 allocs/op
+// Targets: ApplyDelta of 1,000 entries under 100 µs; 0 allocs/op
 // when every entry is already held; Delta for a partner that lacks k of n
 // entries costs O(k log n) or better with few writers (compare n=1000 with
 // n=100000 at fixed k).
@@ -103,7 +103,7 @@ func BenchmarkMerge(b *testing.B) {
 	}
 }
 
-// BenchmarkMergeDelta1000 is the issue's target: a 1,000-entry delta
+// BenchmarkMergeDelta1000 is the target: a 1,000-entry delta
 // merged in under 100 µs, in the costliest case (all keys new, so the
 // receiver's maps grow from empty).
 func BenchmarkMergeDelta1000(b *testing.B) {

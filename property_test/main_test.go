@@ -16,7 +16,7 @@ import (
 )
 
 // defaultChecks is how many cases each property runs unless the caller
-// passes -rapid.checks or sets RAPID_CHECKS: the issue asks for ≥ 1,000.
+// passes -rapid.checks or sets RAPID_CHECKS: the project asks for ≥ 1,000.
 const defaultChecks = "1000"
 
 func TestMain(m *testing.M) {

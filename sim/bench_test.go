@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// The benchmarks run the scenarios at the full sizes, with
+// The benchmarks run the scenarios at their full target sizes, with
 // WireShared (the same runs as WireCopy, at a fraction of the cost). Run
 // them without -race, one iteration each:
 //
@@ -28,7 +28,7 @@ func BenchmarkJoin(b *testing.B) {
 	}
 }
 
-// BenchmarkRounds5000 is the scale target: 5,000 peers for 100
+// BenchmarkRounds5000 is the scale target: 5,000 peers for 100
 // rounds of virtual time (target: under 60 s of wall time), with the
 // live heap per peer. The peers start converged (the steady scenario):
 // a join of 5,000 is measured apart, by the join scenario. The target is

@@ -67,7 +67,7 @@
 //
 // Scenarios (join, steady, churn, loss, partition, oneway, restart,
 // crashloop, metastorm, slow) are sized by Options and return a Report of
-// measured figures against the targets. They run as tests
+// measured figures against the project's targets. They run as tests
 // (small), as benchmarks (full size) and from cmd/mesh-sim:
 //
 //	go run ./cmd/mesh-sim -scenario join -n 1000 -seed 42

@@ -30,7 +30,7 @@ type Metric struct {
 	Name   string
 	Value  float64
 	Unit   string
-	Target string // empty when the issue sets none
+	Target string // empty when none is set
 	Met    bool   // Value meets Target (when set)
 }
 
@@ -315,7 +315,7 @@ func runJoin(s *Sim, o Options, r *Report) {
 func runChurn(s *Sim, o Options, r *Report) {
 	p := s.Period()
 	converge(s, o.N)
-	// The issue's bound: Expiry (as the converged peers apply it) +
+	// The bound: Expiry (as the converged peers apply it) +
 	// log2 N rounds.
 	bound := s.Expiry() + time.Duration(math.Ceil(Log2(o.N)))*p
 	s.cfg.CrashBound = bound

@@ -3,10 +3,10 @@ package main
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"runtime"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 )

@@ -35,7 +35,7 @@ type mlNode struct {
 }
 
 // mlConfig returns the configuration every memberlist node runs with:
-// DefaultLocalConfig with the timings of the issue, scaled to period.
+// DefaultLocalConfig with its LAN timings scaled to period.
 func mlConfig(period time.Duration) *memberlist.Config {
 	c := memberlist.DefaultLocalConfig()
 	c.ProbeInterval = period

@@ -25,7 +25,7 @@ type metric struct {
 	title  string
 	unit   string
 	get    func(*result) []float64
-	target float64 // largest mesh/memberlist ratio the issue accepts at N=64; 0: none
+	target float64 // largest mesh/memberlist ratio the target accepts at N=64; 0: none
 }
 
 var metrics = []metric{
@@ -111,7 +111,7 @@ func (rp *report) markdown() []byte {
 	w("![each metric against N: mesh blue, memberlist orange; solid median, dashed p95](results.svg)\n\n")
 
 	if rp.find("mesh", 64) != nil && rp.find("memberlist", 64) != nil {
-		w("## Targets at N = 64 (issue 6)\n\n")
+		w("## Targets at N = 64\n\n")
 		w("| metric | target | ratio median | ratio p95 | verdict |\n| --- | --- | --- | --- | --- |\n")
 		m, l := rp.find("mesh", 64), rp.find("memberlist", 64)
 		var stall []string
