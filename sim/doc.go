@@ -82,5 +82,5 @@
 // 190 bytes per (peer, member) pair. At thousands of peers a round's cost
 // is mostly cache misses on those per-member arrays. Steady
 // (StartConverged) skips the join, whose full-state exchanges dominate
-// below; the README gives measured figures.
+// below; docs/SIMULATOR.md gives measured figures.
 package sim

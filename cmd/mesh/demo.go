@@ -22,7 +22,8 @@ seeded with the first one only, and shows, with a line per change:
   3. a graceful leave (seen by all within about one round trip);
   4. a crash (a peer stopped with no goodbye) detected by all, a few
      periods later: its observers' probes are refused, they alert, and
-     every peer removes it once half of its observers (at least two) do.
+     every peer removes it once a majority of its observers (at least two)
+     do.
 Then prints one peer's members table and a summary in periods, and exits 0.`
 
 // stepLimit bounds each demo step, in periods; the contract is 10.
@@ -152,7 +153,7 @@ func (d *demo) run(ctx context.Context, n int) error {
 	victim := d.peers[n-1]
 	victim.stop()
 	victim.down = true
-	d.logf("crash: %s stopped with no goodbye; removed once its observers' probes are refused and half of them (at least two) alert", victim.name)
+	d.logf("crash: %s stopped with no goodbye; removed once its observers' probes are refused and a majority of them (at least two) alert", victim.name)
 	failed, err := d.wait(ctx, "crash", d.seenAs(victim, meshpb.State_STATE_FAILED))
 	if err != nil {
 		return err
