@@ -32,7 +32,7 @@
 // Every handshake and every signature reads the Reloader's current
 // material, so [Reloader.Reload] (the agent calls it on SIGHUP, and when
 // the files change) takes effect for new connections at once; established
-// connections keep their session until they close (the agent's server
+// connections keep what they negotiated until they close (the agent's server
 // closes each after at most an hour). A reload that fails (unreadable
 // files, a key that does not match the certificate, a certificate not
 // signed by a CA of the new bundle, or, after [Reloader.RequireName], one
