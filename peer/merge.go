@@ -6,8 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/gossipmesh/mesh/crdt"
 	"github.com/gossipmesh/mesh/meshpb"
 )
@@ -58,8 +56,7 @@ func (s *state) checkFloor(floor uint64, now time.Time) {
 }
 
 // merge validates and applies received entries and reports, then tells
-// the neighbours other than from what was news here (see relayLimit and
-// renewal).
+// the neighbours other than from what was news here (see relayLimit).
 // Nothing changes when anything is invalid.
 func (s *state) merge(in []*meshpb.Entry, cov crdt.VersionVector, prs []*meshpb.Report, from string, now time.Time) error {
 	rs := make([]report, 0, len(prs))
@@ -98,8 +95,7 @@ func (s *state) merge(in []*meshpb.Entry, cov crdt.VersionVector, prs []*meshpb.
 const relayLimit = 32
 
 // applyEntries validates and merges received entries and returns those
-// that changed the map and are news to relay (see renewal). Nothing
-// changes when any entry is invalid.
+// that changed the map. Nothing changes when any entry is invalid.
 func (s *state) applyEntries(in []*meshpb.Entry, cov crdt.VersionVector, now time.Time) ([]entry, error) {
 	if len(in) > s.cfg.MaxDeltaEntries && !sameTime(in) {
 		return nil, fmt.Errorf("%w: delta of %d entries, above MaxDeltaEntries (%d)", errLimit, len(in), s.cfg.MaxDeltaEntries)
@@ -135,9 +131,7 @@ func (s *state) applyEntries(in []*meshpb.Entry, cov crdt.VersionVector, now tim
 	}
 	news := make([]entry, 0, len(changes))
 	for _, c := range changes {
-		if !c.HadOld || !renewal(c.Old, c.New) {
-			news = append(news, c.New)
-		}
+		news = append(news, c.New)
 	}
 	s.changed(changes, now)
 	if e, ok := s.members.Lookup(s.self); ok && e.Stamp != s.selfStamp && !s.leaving {
@@ -295,14 +289,4 @@ func (s *state) changed(changes []crdt.Change[string, member], now time.Time) {
 	if viewChanged {
 		s.rebuildView()
 	}
-}
-
-// renewal reports whether new only re-stamps old: the same live member
-// with the same meta. Nobody's view changes, so it is not relayed and
-// anti-entropy carries it: under loss every member re-stamps to void the
-// clears about it (settleReports), and flooding each renewal to all N
-// members over K edges was about half of the pushes.
-func renewal(old, new entry) bool {
-	return !old.Deleted && !new.Deleted && old.Value.state == new.Value.state &&
-		old.Value.pending == new.Value.pending && proto.Equal(old.Value.meta, new.Value.meta)
 }
