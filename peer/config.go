@@ -46,14 +46,18 @@ type PeerConfig struct {
 	// watches (a probe answered with an advanced heartbeat) before it
 	// alerts on it; a refused probe alerts at once. Default:
 	// max(5, ⌈1.25·log2(N+1)⌉) × PingPeriod for N members (5 periods up
-	// to 15 members, 8 at 64, 10 at 256), and never below 2 × RPCTimeout
-	// (rounded up to whole periods), so that a slow network's probes have
-	// time to come back. Raising it makes removal of a silent host slower
+	// to 15 members, 8 at 64, 10 at 256), and never below twice the call
+	// timeout (RPCTimeout or more: below; rounded up to whole periods), so
+	// that a slow network's probes have time to come back. Raising it makes removal of a silent host slower
 	// and alerts under message loss rarer.
 	Expiry time.Duration
-	// RPCTimeout bounds each Sync call. Default PingPeriod. Raise it
-	// where a round trip can take longer than a period; the default
-	// Expiry grows with it (above).
+	// RPCTimeout bounds each Sync call while answers come quickly.
+	// Default PingPeriod. A peer measures the round trips of its answered
+	// calls and waits longer while they are slow (a loaded machine), up
+	// to 4 × RPCTimeout, as TCP sets its retransmission timeout; calls
+	// that time out (a silent partner) are not measured. Raise it where a
+	// round trip can take longer than a period; the default Expiry grows
+	// with it (above).
 	RPCTimeout time.Duration
 	// DialTimeout bounds connecting to a partner (TCP, HTTP/2 and TLS
 	// handshakes) before a call's RPCTimeout starts, so that a first call

@@ -382,9 +382,11 @@ func (s *slowTransport) Forget(string) {}
 func (s *slowTransport) Close() error  { return nil }
 
 // A partner that answers slowly or never does not delay rounds, and is
-// removed once its observer has not reached it for Expiry (its probes
-// time out); one that answers within RPCTimeout stays. The partner runs
-// its rounds, and its own calls reach the peer at once.
+// removed once its observer has not reached it for Expiry: its probes
+// time out, even at the longest wait (4 × RPCTimeout). One that answers
+// within RPCTimeout stays, and so does one whose answers come late but
+// within the longest wait: the peer measures them and waits longer. The
+// partner runs its rounds, and its own calls reach the peer at once.
 func TestSlowOrSilentPartner(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
@@ -392,7 +394,8 @@ func TestSlowOrSilentPartner(t *testing.T) {
 		removed bool
 	}{
 		{"never answers", -1, true},
-		{"answers after 3 RPCTimeouts", 3 * p, true},
+		{"answers after 5 RPCTimeouts", 5 * p, true},
+		{"answers after 3 RPCTimeouts", 3 * p, false},
 		{"answers within RPCTimeout", p / 2, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

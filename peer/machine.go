@@ -24,7 +24,14 @@ type Machine struct{ st *state }
 type Outgoing struct {
 	To      string
 	Request *meshpb.SyncRequest
-	ex      *exchange
+	// Timeout is how long to wait for the answer before calling Fail:
+	// RPCTimeout, or longer while answers are measured to take longer.
+	Timeout time.Duration
+	// Sent is when the request went out, after any connecting. The
+	// driver sets it; Deliver measures the round trip from it (a zero
+	// Sent is not measured).
+	Sent time.Time
+	ex   *exchange
 }
 
 // NewMachine returns the protocol state of a new peer at now. config's
@@ -39,19 +46,23 @@ func newMachine(cfg PeerConfig, now time.Time) *Machine {
 	return &Machine{st: newState(cfg, now)}
 }
 
-func wrap(exs []*exchange) []*Outgoing {
+func (m *Machine) wrap(exs []*exchange) []*Outgoing {
 	out := make([]*Outgoing, len(exs))
 	for i, ex := range exs {
-		out[i] = &Outgoing{To: ex.addr, Request: ex.req, ex: ex}
+		out[i] = m.outgoing(ex)
 	}
 	return out
+}
+
+func (m *Machine) outgoing(ex *exchange) *Outgoing {
+	return &Outgoing{To: ex.addr, Request: ex.req, Timeout: m.st.calls.timeout(), ex: ex}
 }
 
 // Addr returns the machine's address.
 func (m *Machine) Addr() string { return m.st.self }
 
 // Round runs a gossip round at now and returns the exchanges to start.
-func (m *Machine) Round(now time.Time) []*Outgoing { return wrap(m.st.round(now)) }
+func (m *Machine) Round(now time.Time) []*Outgoing { return m.wrap(m.st.round(now)) }
 
 // Answer handles a partner's request. Errors name what was wrong; they
 // leave the machine unchanged.
@@ -61,11 +72,23 @@ func (m *Machine) Answer(req *meshpb.SyncRequest, now time.Time) (*meshpb.SyncRe
 
 // Deliver applies the answer to o and returns the follow-up, if any.
 func (m *Machine) Deliver(o *Outgoing, resp *meshpb.SyncResponse, now time.Time) (*Outgoing, error) {
+	if !o.Sent.IsZero() {
+		m.st.calls.observe(now.Sub(o.Sent), now)
+	}
 	ex, err := m.st.onResponse(o.ex, resp, now)
 	if ex == nil {
 		return nil, err
 	}
-	return &Outgoing{To: ex.addr, Request: ex.req, ex: ex}, err
+	return m.outgoing(ex), err
+}
+
+// Late records an answer to o that came after o's call was failed at its
+// Timeout: it is not applied, but its round trip lengthens the Timeouts
+// of the next calls (a loaded machine, not a silent partner).
+func (m *Machine) Late(o *Outgoing, now time.Time) {
+	if !o.Sent.IsZero() {
+		m.st.calls.observe(now.Sub(o.Sent), now)
+	}
 }
 
 // Fail records that o's call failed.
@@ -132,7 +155,7 @@ func (m *Machine) TakeEvents() []Event {
 // to Fail: at most one push is in flight to a neighbour, and the next
 // waits for it.
 func (m *Machine) TakePushes() []*Outgoing {
-	out := wrap(m.st.pushes)
+	out := m.wrap(m.st.pushes)
 	m.st.pushes = nil
 	return out
 }

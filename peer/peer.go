@@ -148,22 +148,22 @@ func (p *Peer) round() {
 func (p *Peer) exchange(o *Outgoing) {
 	defer p.calls.Done()
 	for o != nil {
-		err := p.connect(o.To)
-		var resp *meshpb.SyncResponse
-		if err == nil {
-			ctx, cancel := context.WithTimeout(p.ctx, p.cfg.RPCTimeout)
-			resp, err = p.transport.Sync(ctx, o.To, o.Request)
-			cancel()
-		}
+		resp, err, late := p.call(o)
 		if p.ctx.Err() != nil {
 			return // stopping: a cancelled call says nothing about the partner
 		}
 		now := p.cfg.Clock.Now()
 		p.mu.Lock()
-		if err != nil {
-			p.m.Fail(o, fmt.Errorf("sync with %s: %w", o.To, err), now)
+		switch {
+		case late:
+			if err == nil {
+				p.m.Late(o, now)
+			}
 			o = nil
-		} else {
+		case err != nil:
+			p.m.Fail(o, err, now)
+			o = nil
+		default:
 			to := o.To
 			if o, err = p.m.Deliver(o, resp, now); err != nil {
 				p.cfg.Logger.Warn("bad answer from partner", "addr", to, "err", err)
@@ -175,15 +175,48 @@ func (p *Peer) exchange(o *Outgoing) {
 	}
 }
 
-// connect gives a Connector transport DialTimeout to connect to addr.
-func (p *Peer) connect(addr string) error {
+// call sends o and waits for the answer. At o.Timeout the exchange fails,
+// but the call goes on up to the longest Timeout, so that an answer that
+// comes late is still measured (late): see callTimer.
+func (p *Peer) call(o *Outgoing) (resp *meshpb.SyncResponse, err error, late bool) {
+	if err := p.connect(o); err != nil {
+		return nil, fmt.Errorf("sync with %s: %w", o.To, err), false
+	}
+	ctx, cancel := context.WithTimeout(p.ctx, maxCallSlowdown*p.cfg.RPCTimeout)
+	defer cancel()
+	o.Sent = p.cfg.Clock.Now()
+	expired := make(chan struct{})
+	t := time.AfterFunc(o.Timeout, func() {
+		defer close(expired)
+		now := p.cfg.Clock.Now()
+		p.mu.Lock()
+		p.m.Fail(o, fmt.Errorf("sync with %s: %w", o.To, context.DeadlineExceeded), now)
+		fx := p.flushLocked()
+		p.mu.Unlock()
+		p.carryOut(fx)
+	})
+	resp, err = p.transport.Sync(ctx, o.To, o.Request)
+	if !t.Stop() {
+		<-expired // failed already: nothing outlives the exchange
+		return resp, err, true
+	}
+	if err != nil {
+		err = fmt.Errorf("sync with %s: %w", o.To, err)
+	}
+	return resp, err, false
+}
+
+// connect gives a Connector transport DialTimeout to connect to o's
+// partner, stretched as far as o's Timeout stretches RPCTimeout.
+func (p *Peer) connect(o *Outgoing) error {
 	c, ok := p.transport.(Connector)
 	if !ok {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(p.ctx, p.cfg.DialTimeout)
+	d := time.Duration(float64(p.cfg.DialTimeout) * float64(o.Timeout) / float64(p.cfg.RPCTimeout))
+	ctx, cancel := context.WithTimeout(p.ctx, d)
 	defer cancel()
-	return c.Connect(ctx, addr)
+	return c.Connect(ctx, o.To)
 }
 
 // Sync answers a partner's exchange; it is the gRPC handler.

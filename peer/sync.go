@@ -160,10 +160,13 @@ type state struct {
 	// offNow and off cache origin's offset of the last time converted.
 	offNow time.Time
 	off    time.Duration
-	// expiryN and expiryD cache expiry() for a view of expiryN members.
+	// expiryN and expiryD cache expiry() for a view of expiryN members
+	// and calls timing out after expiryT.
 	expiryN int
+	expiryT time.Duration
 	expiryD time.Duration
-	perUnit float64 // ageScale / PingPeriod, for ageAt
+	calls   callTimer // how long to wait for answers
+	perUnit float64   // ageScale / PingPeriod, for ageAt
 
 	// The liveness overlay (see overlay): ov over the view, rebuilt when
 	// the view changes; subjects are the members this peer observes and
@@ -225,6 +228,7 @@ func newState(cfg PeerConfig, now time.Time) *state {
 		removedAt: map[string]time.Time{},
 		inflight:  map[string]bool{},
 		started:   now,
+		calls:     newCallTimer(cfg.RPCTimeout, now),
 	}
 	s.assertSelf(now)
 	return s
@@ -293,6 +297,7 @@ func (s *state) round(now time.Time) []*exchange {
 		}
 	}
 	s.lastRound = now
+	s.calls.roll(now)
 	s.heartbeat++
 	s.stats.Rounds++
 	s.purge(now)
@@ -384,16 +389,18 @@ func (s *state) partners(k int) []string {
 }
 
 // expiry is Expiry, or by default max(5, ⌈1.25·log2(N+1)⌉) rounds and at
-// least 2 × RPCTimeout: the freshest evidence of a live member takes about
-// log N rounds to reach everyone, each exchange up to RPCTimeout, so a
+// least twice the call timeout (RPCTimeout, or more while answers come
+// slower: see callTimer): the freshest evidence of a live member takes
+// about log N rounds to reach everyone, each exchange up to that, so a
 // fixed window would expire live members of large clusters (or slow
 // networks) by chance, and far more often under message loss.
 func (s *state) expiry() time.Duration {
 	if !s.cfg.autoExpiry {
 		return s.cfg.Expiry
 	}
-	if n := len(s.view); n != s.expiryN { // cached: round asks once per member
-		s.expiryN, s.expiryD = n, defaultExpiry(n, s.cfg.PingPeriod, s.cfg.RPCTimeout)
+	// Cached: round asks once per member.
+	if n, t := len(s.view), s.calls.measuredTimeout(); n != s.expiryN || t != s.expiryT {
+		s.expiryN, s.expiryT, s.expiryD = n, t, defaultExpiry(n, s.cfg.PingPeriod, t)
 	}
 	return s.expiryD
 }

@@ -124,10 +124,13 @@ var (
 )
 
 // startCall sends req from n to addr: an exchange step (out) or a leave
-// push. The call fails at its deadline, RPCTimeout from now, unless an
-// answer arrives first.
+// push. The call fails at its deadline, the Outgoing's Timeout (a leave's
+// push: RPCTimeout) from now, unless an answer arrives first.
 func (s *Sim) startCall(n *node, out *peer.Outgoing, req *meshpb.SyncRequest, addr string, push bool) {
 	c := &call{from: n.slot, fromInc: n.inc, out: out, deadline: s.now + s.rpcTimeout, push: push}
+	if out != nil {
+		c.deadline, out.Sent = s.now+int64(out.Timeout), s.at()
+	}
 	to, ok := s.byAddr[addr]
 	if !ok {
 		// Nothing listens there: refused at once, as a closed port is.
