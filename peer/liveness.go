@@ -52,8 +52,14 @@ func (s *state) refreshOverlay(now time.Time) {
 		}
 	}
 	s.subjects = subjects
+	s.relays = ov.relaysOf(s.self, relayRings)
 	s.det.watch(subjects)
 }
+
+// relayRings is along how many of the overlay's rings news is told (see
+// overlay.relaysOf): each member receives it about this many times, and
+// a lost push or a dead relay on one ring is made up by the others.
+const relayRings = 3
 
 // probes returns the subjects to probe this round: two in turn (SWIM
 // probes one member a period), so that a peer's probes cost the same at
@@ -348,17 +354,18 @@ func (s *state) reachedBy(addr string, now time.Time) {
 	s.spread([]entry{s.assertSelf(now)}, nil, "", now)
 }
 
-// spread tells entries and reports to every subject but except, one-way,
-// beside anti-entropy; receivers relay what was news to them (see merge).
-// Each ring of the overlay is a cycle through every member, so news
-// floods the cluster in about log N hops over the connections the probes
-// already hold. Pushes to a neighbour are batched (see outbox).
+// spread tells entries and reports to this peer's relays but except,
+// one-way, beside anti-entropy; receivers relay what was news to them
+// (see merge). The relays are its predecessors on a few of the overlay's
+// rings, each a cycle through every member, so news floods the cluster
+// in about log N hops over connections the probes already hold. Pushes
+// to a neighbour are batched (see outbox).
 func (s *state) spread(es []entry, rs []report, except string, now time.Time) {
 	if len(es) == 0 && len(rs) == 0 {
 		return
 	}
 	s.refreshOverlay(now)
-	for _, a := range s.subjects {
+	for _, a := range s.relays {
 		if a != except {
 			s.out.add(a, es, rs)
 			s.sendQueued(a)

@@ -18,12 +18,10 @@ type overlay struct {
 	memo   map[string][]string // observersOf, by subject
 }
 
-// newOverlay returns the overlay of k rings over a sorted view.
+// newOverlay returns the overlay of k rings over a sorted view. The rings
+// exist in a complete overlay too: news travels along them (relaysOf).
 func newOverlay(view []string, k int) *overlay {
 	o := &overlay{k: k, view: view}
-	if o.complete() {
-		return o
-	}
 	base := make([]uint64, len(view))
 	for i, a := range view {
 		base[i] = fnv64(14695981039346656037, a)
@@ -130,6 +128,29 @@ func (o *overlay) subjectsOf(self string) []string {
 	}
 	var out []string
 	for r := range o.k {
+		pred, _ := o.neighbours(r, i)
+		out = append(out, o.view[pred])
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// relaysOf returns the distinct members self tells news to, sorted: its
+// predecessors on the first rings rings, which are among its subjects.
+// Each ring is a cycle through every member, so news relayed along even
+// one reaches everyone; along a few it takes about log N hops, and each
+// member receives it about rings times rather than k. Self need not be in
+// the view.
+func (o *overlay) relaysOf(self string, rings int) []string {
+	i, in := slices.BinarySearch(o.view, self)
+	if !in {
+		return newOverlay(slices.Insert(slices.Clone(o.view), i, self), o.k).relaysOf(self, rings)
+	}
+	if len(o.view) < 2 {
+		return nil
+	}
+	var out []string
+	for r := range min(rings, o.k) {
 		pred, _ := o.neighbours(r, i)
 		out = append(out, o.view[pred])
 	}

@@ -86,6 +86,46 @@ func TestOverlayStableUnderChurn(t *testing.T) {
 	}
 }
 
+// News relayed along a few rings reaches everyone in a few hops: each
+// member's relays are among its subjects, at most rings of them, and
+// flooding from any member over the relays covers the view.
+func TestOverlayRelaysReachEveryone(t *testing.T) {
+	for _, c := range []struct{ n, hops int }{{2, 1}, {9, 4}, {11, 4}, {64, 6}, {1000, 10}} {
+		view := addrsN(c.n)
+		ov := newOverlay(view, 8)
+		relays := map[string][]string{}
+		for _, a := range view {
+			rs := ov.relaysOf(a, relayRings)
+			if len(rs) == 0 || len(rs) > relayRings {
+				t.Fatalf("n=%d: %s relays to %v", c.n, a, rs)
+			}
+			for _, r := range rs {
+				if !slices.Contains(ov.subjectsOf(a), r) {
+					t.Fatalf("n=%d: %s relays to %s, which it does not observe", c.n, a, r)
+				}
+			}
+			relays[a] = rs
+		}
+		seen, front := map[string]bool{view[0]: true}, []string{view[0]}
+		hops := 0
+		for ; len(front) > 0 && len(seen) < c.n; hops++ {
+			var next []string
+			for _, a := range front {
+				for _, r := range relays[a] {
+					if !seen[r] {
+						seen[r] = true
+						next = append(next, r)
+					}
+				}
+			}
+			front = next
+		}
+		if len(seen) != c.n || hops > c.hops {
+			t.Fatalf("n=%d: news reached %d members in %d hops, want all in at most %d", c.n, len(seen), hops, c.hops)
+		}
+	}
+}
+
 // A member that is not in the view (pending) is placed as if it were.
 func TestOverlayOutsider(t *testing.T) {
 	view := addrsN(40)

@@ -169,10 +169,11 @@ type state struct {
 	perUnit float64   // ageScale / PingPeriod, for ageAt
 
 	// The liveness overlay (see overlay): ov over the view, rebuilt when
-	// the view changes; subjects are the members this peer observes and
-	// tells news to (nil when stale, see refreshOverlay).
+	// the view changes; subjects are the members this peer observes (nil
+	// when stale, see refreshOverlay), relays those it tells news to.
 	ov        *overlay
 	subjects  []string
+	relays    []string
 	probed    int // round-robin cursor into subjects (see probes)
 	det       detector
 	reps      reports
