@@ -56,9 +56,9 @@ func (s *state) refreshOverlay(now time.Time) {
 	s.det.watch(subjects)
 }
 
-// relayRings is along how many of the overlay's rings news is told (see
-// overlay.relaysOf): each member receives it about this many times, and
-// a lost push or a dead relay on one ring is made up by the others.
+// relayRings is along how many of the overlay's rings news is relayed
+// (see overlay.relaysOf): each member receives it about this many times,
+// and a lost push or a dead relay on one ring is made up by the others.
 const relayRings = 3
 
 // probes returns the subjects to probe this round: two in turn (SWIM
@@ -228,7 +228,7 @@ func (s *state) observe(subject string, now time.Time) {
 		s.stats.SuspicionsRefuted++
 	}
 	s.putReport(r)
-	s.spread(nil, []report{r}, "", now)
+	s.tell(nil, []report{r}, now)
 	s.decideAll(now)
 	s.checkCutOff(now)
 }
@@ -243,7 +243,7 @@ func (s *state) settleReports(now time.Time) {
 		return
 	}
 	s.settledAt = now.Add(s.expiry())
-	s.spread([]entry{s.assertSelf(now)}, nil, "", now)
+	s.tell([]entry{s.assertSelf(now)}, nil, now)
 }
 
 // putReport stores r if it is about the subject's current live entry and
@@ -351,21 +351,35 @@ func (s *state) reachedBy(addr string, now time.Time) {
 	}
 	s.pendingSelf = false
 	s.log.Info("reached by an observer; listed again", "observer", addr)
-	s.spread([]entry{s.assertSelf(now)}, nil, "", now)
+	s.tell([]entry{s.assertSelf(now)}, nil, now)
 }
 
-// spread tells entries and reports to this peer's relays but except,
-// one-way, beside anti-entropy; receivers relay what was news to them
-// (see merge). The relays are its predecessors on a few of the overlay's
-// rings, each a cycle through every member, so news floods the cluster
-// in about log N hops over connections the probes already hold. Pushes
-// to a neighbour are batched (see outbox).
-func (s *state) spread(es []entry, rs []report, except string, now time.Time) {
+// tell pushes this peer's own writes (entries and reports) to all its
+// subjects at once, beside anti-entropy: a wide first hop, so that news
+// over a slow network is one hop from most of the cluster. Receivers
+// relay what was news to them (relay).
+func (s *state) tell(es []entry, rs []report, now time.Time) {
+	s.refreshOverlay(now)
+	s.push(s.subjects, es, rs, "")
+}
+
+// relay pushes news that came from another peer to this peer's relays but
+// from: its predecessors on a few of the overlay's rings, each a cycle
+// through every member, so news floods the cluster in about log N hops
+// over connections the probes already hold, each member receiving it
+// about relayRings times rather than K.
+func (s *state) relay(es []entry, rs []report, from string, now time.Time) {
+	s.refreshOverlay(now)
+	s.push(s.relays, es, rs, from)
+}
+
+// push queues es and rs for each of to but except. Pushes to a neighbour
+// are batched (see outbox).
+func (s *state) push(to []string, es []entry, rs []report, except string) {
 	if len(es) == 0 && len(rs) == 0 {
 		return
 	}
-	s.refreshOverlay(now)
-	for _, a := range s.relays {
+	for _, a := range to {
 		if a != except {
 			s.out.add(a, es, rs)
 			s.sendQueued(a)
@@ -376,13 +390,13 @@ func (s *state) spread(es []entry, rs []report, except string, now time.Time) {
 // sendQueued starts the push of what is queued for addr, unless one is in
 // flight already.
 func (s *state) sendQueued(addr string) {
-	es, rs, ok := s.out.take(addr)
+	es, rs, retry, ok := s.out.take(addr)
 	if !ok {
 		return
 	}
 	req := &meshpb.SyncRequest{Cluster: s.cfg.ClusterName, From: s.self, Push: true,
 		Delta: encodeEntries(es), Reports: encodeReports(rs), Clock: s.clock.Time()}
-	s.pushes = append(s.pushes, &exchange{addr: addr, req: req, kind: push})
+	s.pushes = append(s.pushes, &exchange{addr: addr, req: req, kind: push, pushed: &pushed{es, rs, retry}})
 }
 
 // alerting counts the members this peer alerts on now.

@@ -82,13 +82,15 @@ func (m *Machine) Deliver(o *Outgoing, resp *meshpb.SyncResponse, now time.Time)
 	return m.outgoing(ex), err
 }
 
-// Late records an answer to o that came after o's call was failed at its
-// Timeout: it is not applied, but its round trip lengthens the Timeouts
-// of the next calls (a loaded machine, not a silent partner).
-func (m *Machine) Late(o *Outgoing, now time.Time) {
+// Late records resp, an answer to o that came after o's call was failed
+// at its Timeout: its round trip lengthens the Timeouts of the next calls
+// (a loaded machine, not a silent partner), and a probe's answer shows
+// the partner reachable; nothing else of it is applied.
+func (m *Machine) Late(o *Outgoing, resp *meshpb.SyncResponse, now time.Time) {
 	if !o.Sent.IsZero() {
 		m.st.calls.observe(now.Sub(o.Sent), now)
 	}
+	m.st.lateAnswer(o.ex, resp, now)
 }
 
 // Fail records that o's call failed.

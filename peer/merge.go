@@ -85,7 +85,7 @@ func (s *state) merge(in []*meshpb.Entry, cov crdt.VersionVector, prs []*meshpb.
 	if len(news) > relayLimit {
 		news = nil // a joiner's first delta: everyone else has it
 	}
-	s.spread(news, fresh, from, now)
+	s.relay(news, fresh, from, now)
 	return nil
 }
 

@@ -11,7 +11,10 @@ import (
 // keeping only the newest entry per member and the newest report per
 // observer and subject. A burst of news (a join wave, a partition's
 // failures) so costs a few pushes per neighbour, not one per item, and a
-// slow neighbour holds one call, not a queue of them. A pure value.
+// slow neighbour holds one call, not a queue of them. A push that fails
+// is queued again once, to go with the next round (a lost message or a
+// reset connection must not cost a neighbour the news until anti-entropy
+// brings it); failing again, it is dropped. A pure value.
 type outbox struct {
 	queued   map[string]*batch
 	inflight map[string]bool
@@ -20,6 +23,7 @@ type outbox struct {
 type batch struct {
 	entries map[string]entry
 	reports map[[2]string]report // by observer and subject
+	retry   bool                 // holds a failed push's news: not retried again
 }
 
 // add queues entries and reports for to.
@@ -45,24 +49,48 @@ func (o *outbox) add(to string, es []entry, rs []report) {
 	}
 }
 
-// take returns what is queued for to and marks a push to it in flight,
-// or reports false while one is in flight or nothing is queued.
-func (o *outbox) take(to string) ([]entry, []report, bool) {
+// take returns what is queued for to, whether it holds a failed push's
+// news, and marks a push to it in flight; or reports false while one is
+// in flight or nothing is queued.
+func (o *outbox) take(to string) (es []entry, rs []report, retry, ok bool) {
 	b := o.queued[to]
 	if b == nil || o.inflight[to] {
-		return nil, nil, false
+		return nil, nil, false, false
 	}
 	delete(o.queued, to)
 	o.inflight[to] = true
-	es := slices.SortedFunc(maps.Values(b.entries), func(x, y entry) int { return strings.Compare(x.Key, y.Key) })
-	rs := slices.SortedFunc(maps.Values(b.reports), func(x, y report) int {
+	es = slices.SortedFunc(maps.Values(b.entries), func(x, y entry) int { return strings.Compare(x.Key, y.Key) })
+	rs = slices.SortedFunc(maps.Values(b.reports), func(x, y report) int {
 		return strings.Compare(x.subject+"\x00"+x.observer, y.subject+"\x00"+y.observer)
 	})
-	return es, rs, true
+	return es, rs, b.retry, true
 }
 
 // done ends the push in flight to to.
 func (o *outbox) done(to string) { delete(o.inflight, to) }
+
+// failed ends the push in flight to to, which failed carrying es and rs:
+// they are queued again unless they were a retry already.
+func (o *outbox) failed(to string, es []entry, rs []report, retry bool) {
+	o.done(to)
+	if !retry {
+		o.add(to, es, rs)
+		o.queued[to].retry = true
+	}
+}
+
+// waiting returns, sorted, the neighbours with news queued and no push in
+// flight: failed pushes queued again.
+func (o *outbox) waiting() []string {
+	var out []string
+	for to := range o.queued {
+		if !o.inflight[to] {
+			out = append(out, to)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
 
 // drop forgets what is queued for to.
 func (o *outbox) drop(to string) { delete(o.queued, to) }

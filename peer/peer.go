@@ -157,7 +157,7 @@ func (p *Peer) exchange(o *Outgoing) {
 		switch {
 		case late:
 			if err == nil {
-				p.m.Late(o, now)
+				p.m.Late(o, resp, now)
 			}
 			o = nil
 		case err != nil:

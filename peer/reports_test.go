@@ -140,22 +140,46 @@ func TestOutboxBatches(t *testing.T) {
 		return entry{Key: "10.0.0.5:1", Stamp: crdt.Stamp{Time: t, Writer: "10.0.0.5:1#a"}}
 	}
 	o.add("n", []entry{e(1)}, nil)
-	es, _, ok := o.take("n")
+	es, _, _, ok := o.take("n")
 	if !ok || len(es) != 1 {
 		t.Fatal("first push not taken")
 	}
 	o.add("n", []entry{e(3)}, nil)
 	o.add("n", []entry{e(2)}, []report{{observer: "x:1", subject: "y:1", time: 1}, {observer: "x:1", subject: "y:1", time: 2}})
-	if _, _, ok := o.take("n"); ok {
+	if _, _, _, ok := o.take("n"); ok {
 		t.Fatal("a second push while one is in flight")
 	}
 	o.done("n")
-	es, rs, ok := o.take("n")
+	es, rs, _, ok := o.take("n")
 	if !ok || len(es) != 1 || es[0].Stamp.Time != 3 || len(rs) != 1 || rs[0].time != 2 {
 		t.Fatalf("batch = %v %v, want the newest entry and report only", es, rs)
 	}
 	o.done("n")
-	if _, _, ok := o.take("n"); ok {
+	if _, _, _, ok := o.take("n"); ok {
 		t.Fatal("an empty push")
+	}
+}
+
+// A failed push's news waits for the next round and is tried once more,
+// merged with what came meanwhile; failing again, it is dropped.
+func TestOutboxRetriesAFailedPushOnce(t *testing.T) {
+	var o outbox
+	e := func(key string, t uint64) entry {
+		return entry{Key: key, Stamp: crdt.Stamp{Time: t, Writer: key + "#a"}}
+	}
+	o.add("n", []entry{e("10.0.0.5:1", 1)}, nil)
+	es, rs, retry, _ := o.take("n")
+	o.failed("n", es, rs, retry)
+	o.add("n", []entry{e("10.0.0.6:1", 1)}, nil) // news meanwhile
+	if got := o.waiting(); len(got) != 1 || got[0] != "n" {
+		t.Fatalf("waiting = %v, want [n]", got)
+	}
+	es, rs, retry, ok := o.take("n")
+	if !ok || !retry || len(es) != 2 {
+		t.Fatalf("retry = %v, %v, %v: want both entries, as a retry", ok, retry, es)
+	}
+	o.failed("n", es, rs, retry)
+	if got := o.waiting(); len(got) != 0 {
+		t.Fatalf("waiting = %v after a retry failed, want nothing", got)
 	}
 }

@@ -99,6 +99,20 @@ type exchange struct {
 	// started is when the exchange began: a failure well before its
 	// deadline was a refusal, not silence (see detector).
 	started time.Time
+	pushed  *pushed // a push's news, queued again should it fail
+}
+
+// pushed is what a push carries, as the outbox gave it.
+type pushed struct {
+	entries []entry
+	reports []report
+	retry   bool
+}
+
+// probes reports whether ex's first answer tells whether its partner is
+// reachable and runs (its heartbeat).
+func (ex *exchange) probes() bool {
+	return ex.kind == observeProbe || ex.probe && !ex.req.GetFull()
 }
 
 type exchangeKind int
@@ -170,7 +184,8 @@ type state struct {
 
 	// The liveness overlay (see overlay): ov over the view, rebuilt when
 	// the view changes; subjects are the members this peer observes (nil
-	// when stale, see refreshOverlay), relays those it tells news to.
+	// when stale, see refreshOverlay) and tells its own writes to; relays,
+	// those it relays others' news to.
 	ov        *overlay
 	subjects  []string
 	relays    []string
@@ -261,7 +276,7 @@ func (s *state) setMeta(meta *meshpb.PeerMeta, now time.Time) error {
 	}
 	s.meta = proto.Clone(meta).(*meshpb.PeerMeta)
 	if !s.leaving {
-		s.spread([]entry{s.assertSelf(now)}, nil, "", now)
+		s.tell([]entry{s.assertSelf(now)}, nil, now)
 	}
 	return nil
 }
@@ -322,6 +337,9 @@ func (s *state) round(now time.Time) []*exchange {
 	s.observeAll(now)
 	s.decideAll(now)
 	s.settleReports(now)
+	for _, a := range s.out.waiting() { // failed pushes, once more
+		s.sendQueued(a)
+	}
 
 	var out []*exchange
 	start := func(addr string, kind exchangeKind) *exchange {
@@ -468,7 +486,7 @@ func (s *state) onResponse(ex *exchange, resp *meshpb.SyncResponse, now time.Tim
 	if ex.kind == deadProbe || ex.kind == seedProbe {
 		s.reached(ex, now)
 	}
-	if ex.kind == observeProbe || ex.probe && !ex.req.GetFull() {
+	if ex.probes() {
 		s.det.answered(ex.addr, resp.GetHeartbeat(), now)
 		s.observe(ex.addr, now)
 	}
@@ -547,8 +565,13 @@ func (s *state) reached(ex *exchange, now time.Time) {
 func (s *state) onError(ex *exchange, err error, now time.Time) {
 	s.stats.SyncErrors++
 	if ex.kind == push {
-		s.pushed(ex) // anti-entropy delivers it anyway
-		return
+		p := ex.pushed
+		s.out.failed(ex.addr, p.entries, p.reports, p.retry)
+		if !s.liveMember(ex.addr) {
+			s.out.drop(ex.addr)
+			s.forget = append(s.forget, ex.addr)
+		}
+		return // queued again: see round
 	}
 	s.done(ex)
 	if ex.probe {
@@ -575,6 +598,15 @@ func (s *state) onError(ex *exchange, err error, now time.Time) {
 	}
 }
 
+// lateAnswer takes from an answer that came after its call failed only
+// what a probe's answer says: the partner is reachable and runs.
+func (s *state) lateAnswer(ex *exchange, resp *meshpb.SyncResponse, now time.Time) {
+	if ex.probes() {
+		s.det.answered(ex.addr, resp.GetHeartbeat(), now)
+		s.observe(ex.addr, now)
+	}
+}
+
 // probeFailed records a failed probe of a subject.
 func (s *state) probeFailed(ex *exchange, err error, now time.Time) {
 	refused := refusal(err)
@@ -597,7 +629,7 @@ func (s *state) done(ex *exchange) { delete(s.inflight, ex.addr) }
 // fail declares addr failed and tells the neighbours.
 func (s *state) fail(addr string, now time.Time) {
 	if e, ok := s.declare(addr, meshpb.State_STATE_FAILED, now); ok {
-		s.spread([]entry{e}, nil, "", now)
+		s.tell([]entry{e}, nil, now)
 	}
 }
 
