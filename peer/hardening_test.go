@@ -385,7 +385,8 @@ func (s *slowTransport) Close() error  { return nil }
 // removed once its observer has not reached it for Expiry: its probes
 // time out, even at the longest wait (4 × RPCTimeout). One that answers
 // within RPCTimeout stays, and so does one whose answers come late but
-// within the longest wait: the peer measures them and waits longer. The
+// within the longest wait, never alerted on: the peer measures them and
+// waits longer, and a late answer shows the partner reachable. The
 // partner runs its rounds, and its own calls reach the peer at once.
 func TestSlowOrSilentPartner(t *testing.T) {
 	for _, tc := range []struct {
@@ -451,6 +452,9 @@ func TestSlowOrSilentPartner(t *testing.T) {
 				t.Logf("%s: after %d periods: member %v, %d suspicions, %d sync errors", tc.name, span, member, st.Suspicions, st.SyncErrors)
 				if member == tc.removed {
 					t.Fatalf("partner member = %v after %d periods, want %v", member, span, !tc.removed)
+				}
+				if !tc.removed && st.Suspicions > 0 {
+					t.Fatalf("%d suspicions of a partner that answers: its late answers must show it reachable", st.Suspicions)
 				}
 			})
 		})

@@ -396,7 +396,7 @@ func (s *state) sendQueued(addr string) {
 	}
 	req := &meshpb.SyncRequest{Cluster: s.cfg.ClusterName, From: s.self, Push: true,
 		Delta: encodeEntries(es), Reports: encodeReports(rs), Clock: s.clock.Time()}
-	s.pushes = append(s.pushes, &exchange{addr: addr, req: req, kind: push, pushed: &pushed{es, rs, retry}})
+	s.pushes = append(s.pushes, &exchange{addr: addr, req: req, kind: push, news: &pushNews{es, rs, retry}})
 }
 
 // alerting counts the members this peer alerts on now.

@@ -148,7 +148,7 @@ func (p *Peer) round() {
 func (p *Peer) exchange(o *Outgoing) {
 	defer p.calls.Done()
 	for o != nil {
-		resp, err, late := p.call(o)
+		resp, late, err := p.call(o)
 		if p.ctx.Err() != nil {
 			return // stopping: a cancelled call says nothing about the partner
 		}
@@ -178,9 +178,9 @@ func (p *Peer) exchange(o *Outgoing) {
 // call sends o and waits for the answer. At o.Timeout the exchange fails,
 // but the call goes on up to the longest Timeout, so that an answer that
 // comes late is still measured (late): see callTimer.
-func (p *Peer) call(o *Outgoing) (resp *meshpb.SyncResponse, err error, late bool) {
+func (p *Peer) call(o *Outgoing) (resp *meshpb.SyncResponse, late bool, err error) {
 	if err := p.connect(o); err != nil {
-		return nil, fmt.Errorf("sync with %s: %w", o.To, err), false
+		return nil, false, fmt.Errorf("sync with %s: %w", o.To, err)
 	}
 	ctx, cancel := context.WithTimeout(p.ctx, maxCallSlowdown*p.cfg.RPCTimeout)
 	defer cancel()
@@ -198,12 +198,12 @@ func (p *Peer) call(o *Outgoing) (resp *meshpb.SyncResponse, err error, late boo
 	resp, err = p.transport.Sync(ctx, o.To, o.Request)
 	if !t.Stop() {
 		<-expired // failed already: nothing outlives the exchange
-		return resp, err, true
+		return resp, true, err
 	}
 	if err != nil {
 		err = fmt.Errorf("sync with %s: %w", o.To, err)
 	}
-	return resp, err, false
+	return resp, false, err
 }
 
 // connect gives a Connector transport DialTimeout to connect to o's

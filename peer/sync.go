@@ -99,11 +99,11 @@ type exchange struct {
 	// started is when the exchange began: a failure well before its
 	// deadline was a refusal, not silence (see detector).
 	started time.Time
-	pushed  *pushed // a push's news, queued again should it fail
+	news    *pushNews // a push's news, queued again should it fail
 }
 
-// pushed is what a push carries, as the outbox gave it.
-type pushed struct {
+// pushNews is what a push carries, as the outbox gave it.
+type pushNews struct {
 	entries []entry
 	reports []report
 	retry   bool
@@ -565,8 +565,8 @@ func (s *state) reached(ex *exchange, now time.Time) {
 func (s *state) onError(ex *exchange, err error, now time.Time) {
 	s.stats.SyncErrors++
 	if ex.kind == push {
-		p := ex.pushed
-		s.out.failed(ex.addr, p.entries, p.reports, p.retry)
+		n := ex.news
+		s.out.failed(ex.addr, n.entries, n.reports, n.retry)
 		if !s.liveMember(ex.addr) {
 			s.out.drop(ex.addr)
 			s.forget = append(s.forget, ex.addr)
