@@ -72,9 +72,7 @@ func (m *Machine) Answer(req *meshpb.SyncRequest, now time.Time) (*meshpb.SyncRe
 
 // Deliver applies the answer to o and returns the follow-up, if any.
 func (m *Machine) Deliver(o *Outgoing, resp *meshpb.SyncResponse, now time.Time) (*Outgoing, error) {
-	if !o.Sent.IsZero() {
-		m.st.calls.observe(now.Sub(o.Sent), now)
-	}
+	m.measure(o, now)
 	ex, err := m.st.onResponse(o.ex, resp, now)
 	if ex == nil {
 		return nil, err
@@ -87,10 +85,16 @@ func (m *Machine) Deliver(o *Outgoing, resp *meshpb.SyncResponse, now time.Time)
 // (a loaded machine, not a silent partner), and a probe's answer shows
 // the partner reachable; nothing else of it is applied.
 func (m *Machine) Late(o *Outgoing, resp *meshpb.SyncResponse, now time.Time) {
+	m.measure(o, now)
+	m.st.lateAnswer(o.ex, resp, now)
+}
+
+// measure records the round trip of o, answered at now, if o.Sent says
+// when it went out.
+func (m *Machine) measure(o *Outgoing, now time.Time) {
 	if !o.Sent.IsZero() {
 		m.st.calls.observe(now.Sub(o.Sent), now)
 	}
-	m.st.lateAnswer(o.ex, resp, now)
 }
 
 // Fail records that o's call failed.
