@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -102,6 +103,11 @@ func (s *admin) Leave(context.Context, *meshpb.LeaveRequest) (*meshpb.LeaveRespo
 func (s *admin) Watch(_ *meshpb.WatchRequest, stream meshpb.MeshAdmin_WatchServer) error {
 	sub := s.a.peer.Subscribe(watchBuffer)
 	defer sub.Close()
+	// The header tells the client it is subscribed: every event after it
+	// reaches the stream, so a client can wait for it before acting.
+	if err := stream.SendHeader(metadata.MD{}); err != nil {
+		return err
+	}
 	ctx := stream.Context()
 	for {
 		select {

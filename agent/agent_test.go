@@ -173,10 +173,13 @@ func TestAgentAdminAPI(t *testing.T) {
 	}
 
 	// Watch on b sees a's meta update.
-	wctx, wcancel := context.WithCancel(ctx)
+	wctx, wcancel := context.WithTimeout(ctx, waitLimit)
 	defer wcancel()
 	stream, err := cb.Watch(wctx, &meshpb.WatchRequest{})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Header(); err != nil { // b is subscribed
 		t.Fatal(err)
 	}
 	name := "alpha"

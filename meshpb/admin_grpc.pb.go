@@ -58,6 +58,8 @@ type MeshAdminClient interface {
 	Leave(ctx context.Context, in *LeaveRequest, opts ...grpc.CallOption) (*LeaveResponse, error)
 	// Watch streams membership events as the agent sees them, until the
 	// client cancels or the agent stops (the stream then ends without error).
+	// The agent sends the response header once it is subscribed: a client
+	// that waits for it (Header() in Go) sees every event that follows.
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchEvent], error)
 }
 
@@ -152,6 +154,8 @@ type MeshAdminServer interface {
 	Leave(context.Context, *LeaveRequest) (*LeaveResponse, error)
 	// Watch streams membership events as the agent sees them, until the
 	// client cancels or the agent stops (the stream then ends without error).
+	// The agent sends the response header once it is subscribed: a client
+	// that waits for it (Header() in Go) sees every event that follows.
 	Watch(*WatchRequest, grpc.ServerStreamingServer[WatchEvent]) error
 	mustEmbedUnimplementedMeshAdminServer()
 }
