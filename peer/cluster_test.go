@@ -163,6 +163,17 @@ func TestJoinUpdateRemoveEleven(t *testing.T) {
 	waitFor(t, "stopped peer removed by all", 10, allSee(rest, addrs(rest)))
 }
 
+// A Peer stopped while its owner's gRPC server keeps serving (other
+// services, say) answers that it stopped: its observers take that as a
+// refusal and alert at once, and every member drops it.
+func TestStoppedPeerOnLiveServerRemoved(t *testing.T) {
+	nodes := startCluster(t, 5, nil)
+	converge(t, nodes, 20)
+	nodes[2].p.Stop() // its server still serves
+	rest := append(append([]*node{}, nodes[:2]...), nodes[3:]...)
+	waitFor(t, "stopped peer on a live server removed by all", 10, allSee(rest, addrs(rest)))
+}
+
 func TestTwoGroupsMerge(t *testing.T) {
 	a := startCluster(t, 6, nil)
 	b := startCluster(t, 6, nil)

@@ -5,6 +5,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // detector follows the subjects this peer observes, through its own
@@ -121,9 +124,18 @@ func (d *detector) resume(now time.Time) {
 }
 
 // refusal reports whether err says that nothing listens at the address
-// (the connection was refused): a crashed process on a live host, unlike
-// a timeout, which a starved, partitioned or lossy peer sees as well.
-// gRPC reports the cause only as text.
+// (the connection was refused), or that the Peer there was stopped while
+// its gRPC server, which its owner may use for more, still serves: a
+// crashed or stopped process on a live host, unlike a timeout, which a
+// starved, partitioned or lossy peer sees as well. gRPC reports a
+// refused connection only as text.
 func refusal(err error) bool {
+	var se interface{ GRPCStatus() *status.Status }
+	if errors.As(err, &se) && se.GRPCStatus().Code() == codes.Unavailable && se.GRPCStatus().Message() == errStopped {
+		return true
+	}
 	return errors.Is(err, syscall.ECONNREFUSED) || strings.Contains(err.Error(), "connection refused")
 }
+
+// errStopped is what a stopped Peer answers.
+const errStopped = "peer stopped"

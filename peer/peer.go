@@ -225,7 +225,7 @@ func (p *Peer) Sync(ctx context.Context, req *meshpb.SyncRequest) (*meshpb.SyncR
 	p.mu.Lock()
 	if p.stopped {
 		p.mu.Unlock()
-		return nil, status.Error(codes.Unavailable, "peer stopped")
+		return nil, status.Error(codes.Unavailable, errStopped)
 	}
 	resp, err := p.m.Answer(req, now)
 	fx := p.flushLocked()

@@ -2,8 +2,12 @@ package peer
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/gossipmesh/mesh/crdt"
 	"github.com/gossipmesh/mesh/meshpb"
@@ -129,6 +133,10 @@ func TestDetector(t *testing.T) {
 	}
 	if !refusal(errors.New("connection refused")) || refusal(errors.New("context deadline exceeded")) {
 		t.Fatal("refusal misclassifies")
+	}
+	stopped := fmt.Errorf("sync with a: %w", status.Error(codes.Unavailable, errStopped))
+	if !refusal(stopped) || refusal(status.Error(codes.Unavailable, "connection reset")) {
+		t.Fatal("a stopped peer's answer is not a refusal, or another Unavailable is")
 	}
 }
 
