@@ -36,7 +36,7 @@ func (s *state) refreshOverlay(now time.Time) {
 	for _, a := range slices.Sorted(maps.Keys(s.pending)) {
 		// Not listed, so not on the rings: watched by those that would
 		// follow it there, which is how it gets listed again.
-		if a != s.self && slices.Contains(ov.observersOf(a), s.self) {
+		if a != s.self && s.wouldObserve(a) {
 			subjects = append(subjects, a)
 		}
 	}
@@ -54,6 +54,12 @@ func (s *state) refreshOverlay(now time.Time) {
 	s.subjects = subjects
 	s.relays = ov.relaysOf(s.self, relayRings)
 	s.det.watch(subjects)
+}
+
+// wouldObserve reports whether this peer is one of addr's observers, or
+// would be if addr, not listed, were.
+func (s *state) wouldObserve(addr string) bool {
+	return slices.Contains(s.overlay().observersOf(addr), s.self)
 }
 
 // relayRings is along how many of the overlay's rings news is relayed

@@ -1,6 +1,7 @@
 package peer
 
 import (
+	"math"
 	"slices"
 )
 
@@ -24,19 +25,25 @@ func newOverlay(view []string, k int) *overlay {
 	o := &overlay{k: k, view: view}
 	base := make([]uint64, len(view))
 	for i, a := range view {
-		base[i] = fnv64(14695981039346656037, a)
+		base[i] = addrHash(a)
 	}
 	o.hashes = make([][]uint64, k)
 	for r := range k {
 		hs := make([]uint64, len(view))
-		salt := mix64(uint64(r) + 1)
 		for i, b := range base {
-			hs[i] = mix64(b ^ salt)
+			hs[i] = ringHash(b, r)
 		}
 		o.hashes[r] = hs
 	}
 	return o
 }
+
+// addrHash is where a member's ring positions derive from.
+func addrHash(addr string) uint64 { return fnv64(14695981039346656037, addr) }
+
+// ringHash is the position on ring r of a member whose address hashes to
+// base.
+func ringHash(base uint64, r int) uint64 { return mix64(base ^ mix64(uint64(r)+1)) }
 
 // complete reports whether everyone watches everyone.
 func (o *overlay) complete() bool { return len(o.view) <= o.k+1 }
@@ -102,13 +109,37 @@ func (o *overlay) computeObservers(subject string) []string {
 	}
 	i, in := slices.BinarySearch(o.view, subject)
 	if !in {
-		// Place it on the rings as a member would be: a view with it added.
-		return newOverlay(slices.Insert(slices.Clone(o.view), i, subject), o.k).observersOf(subject)
+		return o.observersOfAbsent(subject, i)
 	}
 	var out []string
 	for r := range o.k {
 		_, succ := o.neighbours(r, i)
 		out = append(out, o.view[succ])
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// observersOfAbsent returns the observers that subject, not in the view
+// but sorting at position at, would have in the view with it added: on
+// each ring, the member whose position follows its own. One pass over
+// each ring: every failed member's would-be observers are asked for.
+func (o *overlay) observersOfAbsent(subject string, at int) []string {
+	base := addrHash(subject)
+	var out []string
+	for r, hs := range o.hashes {
+		h := ringHash(base, r)
+		best, bestD := -1, uint64(0)
+		for j, x := range hs {
+			d := x - h // how far past h, wrapping
+			if d == 0 && j < at {
+				d = math.MaxUint64 // an equal hash before it in the view comes before it
+			}
+			if best < 0 || d < bestD {
+				best, bestD = j, d
+			}
+		}
+		out = append(out, o.view[best])
 	}
 	slices.Sort(out)
 	return slices.Compact(out)

@@ -128,12 +128,18 @@ func TestOverlayRelaysReachEveryone(t *testing.T) {
 
 // A member that is not in the view (pending) is placed as if it were.
 func TestOverlayOutsider(t *testing.T) {
+	for _, n := range []int{9, 11, 40, 100} { // at 10, the 9 others form a complete overlay and all watch an outsider
+		view := addrsN(n)
+		for i, x := range view {
+			rest := slices.Concat(view[:i], view[i+1:])
+			if got, want := newOverlay(rest, 8).observersOf(x), newOverlay(view, 8).observersOf(x); !slices.Equal(got, want) {
+				t.Fatalf("n=%d: observers of outsider %s: %v, as a member: %v", n, x, got, want)
+			}
+		}
+	}
 	view := addrsN(40)
 	x := view[17]
 	rest := slices.Concat(view[:17], view[18:])
-	if got, want := newOverlay(rest, 8).observersOf(x), newOverlay(view, 8).observersOf(x); !slices.Equal(got, want) {
-		t.Fatalf("observers of an outsider: %v, as a member: %v", got, want)
-	}
 	if got, want := newOverlay(rest, 8).subjectsOf(x), newOverlay(view, 8).subjectsOf(x); !slices.Equal(got, want) {
 		t.Fatalf("subjects of an outsider: %v, as a member: %v", got, want)
 	}

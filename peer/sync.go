@@ -380,12 +380,15 @@ func (s *state) round(now time.Time) []*exchange {
 			start(addr, seedProbe)
 		}
 	}
-	// One failed peer per round, the most overdue: heals partitions at a
-	// bounded cost however many peers have failed.
+	// One failed peer per round, the most overdue among those this peer
+	// would observe were they listed: heals partitions at a bounded cost
+	// however many peers have failed, and each failed peer is called by
+	// its K would-be observers rather than by everyone, so that false
+	// removals on a loaded machine do not multiply everyone's calls.
 	var due string
 	for addr, r := range s.dead {
 		if !now.Before(r.next) && !s.inflight[addr] && (due == "" || r.next.Before(s.dead[due].next) ||
-			r.next.Equal(s.dead[due].next) && addr < due) {
+			r.next.Equal(s.dead[due].next) && addr < due) && s.wouldObserve(addr) {
 			due = addr
 		}
 	}

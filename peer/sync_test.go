@@ -917,3 +917,51 @@ func TestBrokenLinkRemovesNobody(t *testing.T) {
 		t.Fatal("the broken link raised no alert: the test tests nothing")
 	}
 }
+
+// A failed peer is called by the members that would observe it were it
+// listed, not by everyone: false removals on a loaded machine must not
+// multiply every peer's calls (and dials).
+func TestFailedPeerCalledByItsWouldBeObservers(t *testing.T) {
+	net, names, now := cluster(t, 30)
+	victims := []string{names[3], names[11], names[20]}
+	for _, v := range victims {
+		delete(net, v)
+	}
+	for range 60 {
+		now = now.Add(p)
+		tick(t, net, now)
+	}
+	for a, st := range net {
+		for _, v := range victims {
+			if st.liveMember(v) {
+				t.Fatalf("%s still lists crashed %s after 60 rounds", a, v)
+			}
+		}
+	}
+	callers := map[string]map[string]bool{}
+	live := slices.Sorted(maps.Keys(net))
+	for range 200 { // past MaxRetryInterval: every failed peer was due more than once
+		now = now.Add(p)
+		for _, a := range live {
+			for _, ex := range net[a].round(now) {
+				if ex.kind == deadProbe {
+					if !net[a].wouldObserve(ex.addr) {
+						t.Fatalf("%s called failed %s, which it would not observe", a, ex.addr)
+					}
+					if callers[ex.addr] == nil {
+						callers[ex.addr] = map[string]bool{}
+					}
+					callers[ex.addr][a] = true
+				}
+				deliver(t, net, net[a], ex, now)
+			}
+			flushPushes(t, net, live, now)
+		}
+	}
+	k := net[live[0]].cfg.Observers
+	for _, v := range victims {
+		if n := len(callers[v]); n < 1 || n > k {
+			t.Errorf("failed %s was called by %d peers, want 1 to K = %d", v, n, k)
+		}
+	}
+}
