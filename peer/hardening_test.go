@@ -473,3 +473,73 @@ func TestMaxMembersConfig(t *testing.T) {
 		t.Fatalf("NewPeer with MaxMembers -1 uses %d, want the default", got)
 	}
 }
+
+// dialingTransport answers every Sync at once, once connected; connecting
+// to an address takes dial, in Connect or, if Connect was not called, in
+// the first Sync, always honouring ctx like a gRPC client.
+type dialingTransport struct {
+	dial time.Duration
+
+	mu   sync.Mutex
+	up   map[string]bool
+	told map[string]bool // addresses a leave reached
+}
+
+func (d *dialingTransport) Connect(ctx context.Context, addr string) error {
+	d.mu.Lock()
+	up := d.up[addr]
+	d.mu.Unlock()
+	if up {
+		return nil
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d.dial):
+	}
+	d.mu.Lock()
+	d.up[addr] = true
+	d.mu.Unlock()
+	return nil
+}
+
+func (d *dialingTransport) Sync(ctx context.Context, addr string, req *meshpb.SyncRequest) (*meshpb.SyncResponse, error) {
+	if err := d.Connect(ctx, addr); err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, e := range req.GetDelta() {
+		if e.GetState() == meshpb.State_STATE_LEFT {
+			d.told[addr] = true
+		}
+	}
+	return &meshpb.SyncResponse{}, nil
+}
+
+func (d *dialingTransport) Forget(string) {}
+func (d *dialingTransport) Close() error  { return nil }
+
+// A leaver tells members it holds no connection to: each gets DialTimeout
+// to connect before the call's RPCTimeout, as exchanges do, so a
+// connection that takes longer than RPCTimeout to set up still hears of
+// the leave.
+func TestLeaveConnectsWithinDialTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		net, names, _ := cluster(t, 4)
+		tr := &dialingTransport{dial: 3 * p / 2, up: map[string]bool{}, told: map[string]bool{}}
+		pr := NewPeer(PeerConfig{SelfEndpoint: names[0], PingPeriod: p, Transport: tr})
+		pr.m.st = net[names[0]]
+		ctx, cancel := context.WithTimeout(context.Background(), 10*p)
+		defer cancel()
+		if err := pr.Leave(ctx); err != nil {
+			t.Fatalf("Leave: %v", err)
+		}
+		for _, a := range names[1:] {
+			if !tr.told[a] {
+				t.Errorf("%s was not told of the leave (connecting takes %v, RPCTimeout %v, DialTimeout %v)",
+					a, tr.dial, pr.cfg.RPCTimeout, pr.cfg.DialTimeout)
+			}
+		}
+	})
+}

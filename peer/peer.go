@@ -179,7 +179,9 @@ func (p *Peer) exchange(o *Outgoing) {
 // but the call goes on up to the longest Timeout, so that an answer that
 // comes late is still measured (late): see callTimer.
 func (p *Peer) call(o *Outgoing) (resp *meshpb.SyncResponse, late bool, err error) {
-	if err := p.connect(o); err != nil {
+	// DialTimeout, stretched as far as o's Timeout stretches RPCTimeout.
+	dial := time.Duration(float64(p.cfg.DialTimeout) * float64(o.Timeout) / float64(p.cfg.RPCTimeout))
+	if err := p.connect(p.ctx, o.To, dial); err != nil {
 		return nil, false, fmt.Errorf("sync with %s: %w", o.To, err)
 	}
 	ctx, cancel := context.WithTimeout(p.ctx, maxCallSlowdown*p.cfg.RPCTimeout)
@@ -206,17 +208,16 @@ func (p *Peer) call(o *Outgoing) (resp *meshpb.SyncResponse, late bool, err erro
 	return resp, false, err
 }
 
-// connect gives a Connector transport DialTimeout to connect to o's
-// partner, stretched as far as o's Timeout stretches RPCTimeout.
-func (p *Peer) connect(o *Outgoing) error {
+// connect gives a Connector transport up to d to connect to addr, ahead
+// of the call's own deadline.
+func (p *Peer) connect(ctx context.Context, addr string, d time.Duration) error {
 	c, ok := p.transport.(Connector)
 	if !ok {
 		return nil
 	}
-	d := time.Duration(float64(p.cfg.DialTimeout) * float64(o.Timeout) / float64(p.cfg.RPCTimeout))
-	ctx, cancel := context.WithTimeout(p.ctx, d)
+	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	return c.Connect(ctx, o.To)
+	return c.Connect(ctx, addr)
 }
 
 // Sync answers a partner's exchange; it is the gRPC handler.
@@ -389,6 +390,12 @@ func (p *Peer) Leave(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// A leaver may tell members it never called: their
+			// connections get DialTimeout before the call's RPCTimeout.
+			if err := p.connect(ctx, addr, p.cfg.DialTimeout); err != nil {
+				errs[i] = fmt.Errorf("tell %s: %w", addr, err)
+				return
+			}
 			cctx, cancel := context.WithTimeout(ctx, p.cfg.RPCTimeout)
 			defer cancel()
 			if _, err := p.transport.Sync(cctx, addr, req); err != nil {
