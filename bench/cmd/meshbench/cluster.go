@@ -2,6 +2,7 @@ package main
 
 import (
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -63,10 +64,29 @@ func (c *countConn) Write(b []byte) (int, error) {
 	return n, err
 }
 
-// countListener wraps every accepted connection in a countConn.
+// openConn holds one count in open from its creation until it is closed.
+type openConn struct {
+	net.Conn
+	open *atomic.Int64
+	once sync.Once
+}
+
+func trackOpen(c net.Conn, open *atomic.Int64) net.Conn {
+	open.Add(1)
+	return &openConn{Conn: c, open: open}
+}
+
+func (c *openConn) Close() error {
+	c.once.Do(func() { c.open.Add(-1) })
+	return c.Conn.Close()
+}
+
+// countListener wraps every accepted connection in a countConn, and
+// counts those open in open.
 type countListener struct {
 	net.Listener
 	read, written *atomic.Int64
+	open          *atomic.Int64
 }
 
 func (l *countListener) Accept() (net.Conn, error) {
@@ -74,7 +94,7 @@ func (l *countListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &countConn{Conn: c, read: l.read, written: l.written}, nil
+	return &countConn{Conn: trackOpen(c, l.open), read: l.read, written: l.written}, nil
 }
 
 // listenRetry listens on addr, retrying briefly on a transient error.

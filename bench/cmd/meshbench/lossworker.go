@@ -40,9 +40,6 @@ type lossOutcome struct {
 func lossWorker(o options, system string) error {
 	n := o.sizes[0]
 	res := &result{System: system, N: n}
-	if system == "mesh" {
-		res.MaxConns = meshMaxConns(n, o.fdLimit)
-	}
 	r := &runner{o: o, res: res, rng: newRand(o.seed^0x1055, n, system)}
 	tr := newTracker()
 	c, err := r.newCluster(tr, o.reps)

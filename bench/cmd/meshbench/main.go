@@ -214,13 +214,7 @@ func run(o options, out string) error {
 	for _, n := range o.sizes {
 		for _, sys := range o.systems {
 			res := &result{System: sys, N: n, K: max(1, n/8)}
-			if sys == "mesh" {
-				res.MaxConns = meshMaxConns(n, o.fdLimit)
-			}
 			r := &runner{o: o, start: start, res: res, rng: newRand(o.seed, n, sys)}
-			if res.MaxConns > 0 {
-				r.logf("each peer keeps at most %d client connections (file-descriptor limit %d)", res.MaxConns, o.fdLimit)
-			}
 			if err := r.run(); err != nil {
 				return fmt.Errorf("%s at N=%d: %w", sys, n, err)
 			}
@@ -263,22 +257,6 @@ func (rep *report) write(out string, withJSON bool) error {
 		fmt.Printf("meshbench: wrote %s\n", p)
 	}
 	return nil
-}
-
-// meshMaxConns returns the cap on each mesh peer's cached connections so
-// that N peers in this process stay within the descriptor limit, or 0 when
-// every peer may keep a connection to all others (see grpcTransport).
-func meshMaxConns(n int, fdLimit uint64) int {
-	if fdLimit == 0 {
-		return 0
-	}
-	// Two descriptors per connection, plus headroom for listeners,
-	// Leave's fan-out and connections closing.
-	budget := (int(min(fdLimit, 1<<20)) - 2000) / (2 * n)
-	if budget >= n-1 {
-		return 0
-	}
-	return max(budget, 8)
 }
 
 // rerender rebuilds RESULTS.md and results.svg from a results.json written

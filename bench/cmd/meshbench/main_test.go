@@ -106,24 +106,6 @@ func TestTrackerCountsOnlyFalseRemovals(t *testing.T) {
 	}
 }
 
-func TestMeshMaxConns(t *testing.T) {
-	for _, c := range []struct {
-		n    int
-		fd   uint64
-		want int
-	}{
-		{64, 20000, 0},   // 2·64·63 = 8,064 descriptors fit: no cap
-		{128, 20000, 70}, // (20000-2000)/256
-		{128, 1 << 20, 0},
-		{128, 0, 0},    // unknown limit: no cap
-		{512, 4000, 8}, // never below 8
-	} {
-		if got := meshMaxConns(c.n, c.fd); got != c.want {
-			t.Errorf("meshMaxConns(%d, %d) = %d, want %d", c.n, c.fd, got, c.want)
-		}
-	}
-}
-
 func TestParseReportsEveryProblem(t *testing.T) {
 	o := options{reps: 0, period: time.Millisecond, steady: time.Second, lossRate: 1, limit: 400, busy: -1}
 	err := o.parse("16,x,4", "mesh,consul")

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,7 +29,6 @@ type meshCluster struct {
 	payload    atomic.Int64 // gRPC message bytes, in+out on every server
 	wireRead   atomic.Int64 // HTTP/2 bytes read by every server
 	wireWrite  atomic.Int64 // HTTP/2 bytes written by every server
-	maxConns   int
 	configSeen peer.PeerConfig
 	dialOpts   []grpc.DialOption // every peer's, see newGRPCTransport
 }
@@ -40,13 +41,15 @@ type meshNode struct {
 	subDone chan struct{}
 	sub     *peer.Subscription
 	once    sync.Once
+	// in and out count its open TCP connections: accepted by its server,
+	// and dialled by its transport.
+	in, out atomic.Int64
 }
 
 // startMesh starts n peers with PingPeriod period and every other field
-// at its default. maxConns caps each peer's cached client connections
-// (see grpcTransport).
-func startMesh(n int, period time.Duration, tr *tracker, seed uint64, maxConns int) (*meshCluster, error) {
-	c := &meshCluster{period: period, tr: tr, loss: newLoss(seed), maxConns: maxConns}
+// at its default.
+func startMesh(n int, period time.Duration, tr *tracker, seed uint64) (*meshCluster, error) {
+	c := &meshCluster{period: period, tr: tr, loss: newLoss(seed)}
 	// The timings the library's default transport derives its dial options
 	// from, with the defaults filled in (the peer is never run).
 	d := peer.NewPeer(peer.PeerConfig{SelfEndpoint: "127.0.0.1:1", PingPeriod: period}).Config()
@@ -67,22 +70,30 @@ func (c *meshCluster) start() error {
 		return fmt.Errorf("mesh: listen on 127.0.0.1:0: %w", err)
 	}
 	addr := lis.Addr().String()
-	cfg := peer.PeerConfig{
-		SelfEndpoint: addr,
-		PingPeriod:   c.period,
-		Transport:    newGRPCTransport(c.loss, c.maxConns, c.dialOpts),
-	}
-	if err := cfg.Validate(); err != nil {
-		lis.Close()
-		return fmt.Errorf("mesh: peer config: %w", err)
-	}
 	n := &meshNode{
-		p:       peer.NewPeer(cfg),
 		srv:     grpc.NewServer(grpc.StatsHandler(&payloadCounter{n: &c.payload})),
 		addr:    addr,
 		runDone: make(chan struct{}),
 		subDone: make(chan struct{}),
 	}
+	dial := func(ctx context.Context, target string) (net.Conn, error) {
+		var d net.Dialer
+		conn, err := d.DialContext(ctx, "tcp", target)
+		if err != nil {
+			return nil, err
+		}
+		return trackOpen(conn, &n.out), nil
+	}
+	cfg := peer.PeerConfig{
+		SelfEndpoint: addr,
+		PingPeriod:   c.period,
+		Transport:    newGRPCTransport(c.loss, append(slices.Clip(c.dialOpts), grpc.WithContextDialer(dial))),
+	}
+	if err := cfg.Validate(); err != nil {
+		lis.Close()
+		return fmt.Errorf("mesh: peer config: %w", err)
+	}
+	n.p = peer.NewPeer(cfg)
 	meshpb.RegisterGossipServiceServer(n.srv, n.p)
 	c.tr.observe(addr)
 	sub := n.p.Subscribe(1 << 14)
@@ -106,7 +117,7 @@ func (c *meshCluster) start() error {
 			c.tr.event(addr, ev.Addr, k, ev.Meta.GetName(), ev.Time)
 		}
 	}()
-	go n.srv.Serve(&countListener{Listener: lis, read: &c.wireRead, written: &c.wireWrite})
+	go n.srv.Serve(&countListener{Listener: lis, read: &c.wireRead, written: &c.wireWrite, open: &n.in})
 	go func() { n.p.Run(); close(n.runDone) }()
 	c.nodes = append(c.nodes, n)
 	return nil
@@ -158,6 +169,20 @@ func (c *meshCluster) traffic() traffic {
 
 func (c *meshCluster) setLoss(p float64) { c.loss.set(p) }
 
+// conns returns how many TCP connections each running peer has open, in
+// both directions.
+func (c *meshCluster) conns() []int {
+	var out []int
+	for _, n := range c.nodes {
+		select {
+		case <-n.runDone:
+		default:
+			out = append(out, int(n.in.Load()+n.out.Load()))
+		}
+	}
+	return out
+}
+
 // droppedEvents returns how many events the peers' subscriptions dropped
 // because the tracker fell behind: the tracker's views miss them, so a
 // timeout with drops would be the bench's, not the peers'.
@@ -202,35 +227,19 @@ func (p *payloadCounter) HandleRPC(_ context.Context, s stats.RPCStats) {
 // grpcTransport is a peer.Transport like the library's default (unexported)
 // one: one lazily dialled *grpc.ClientConn per partner address, reused
 // across rounds, closed by Forget in the background, connected ahead of
-// a call by Connect (peer.WaitReady). It adds two things the benchmark needs:
-//
-//   - loss injection: each Sync request and each answer is dropped with
-//     the cluster's loss probability. A dropped message looks as it would
-//     on a network: the call waits for its deadline and fails. So one call
-//     fails with probability 1-(1-p)², as one memberlist ping/ack does.
-//   - a cap on cached connections. All N peers share this process and its
-//     file-descriptor limit, and every connection costs two descriptors
-//     (client and server end), so N peers that each keep a connection to
-//     all N-1 others need 2N(N-1): 32,512 at N=128, above the usual
-//     20,000. Above maxConns the least recently used idle connection is
-//     closed (never one with a call in flight). A peer that redials pays a
-//     TCP and HTTP/2 handshake, counted in wire bytes, never in payload.
-//     With maxConns ≥ N-1 the transport behaves exactly like the default.
+// a call by Connect (peer.WaitReady). It adds loss injection: each Sync
+// request and each answer is dropped with the cluster's loss probability.
+// A dropped message looks as it would on a network: the call waits for its
+// deadline and fails. So one call fails with probability 1-(1-p)², as one
+// memberlist ping/ack does.
 type grpcTransport struct {
-	loss     *loss
-	maxConns int
-	opts     []grpc.DialOption
+	loss *loss
+	opts []grpc.DialOption
 
 	mu      sync.Mutex
-	conns   map[string]*cachedConn
+	conns   map[string]*grpc.ClientConn
 	closed  bool
 	closing sync.WaitGroup // Forget closes in the background, as the default does
-}
-
-type cachedConn struct {
-	cc       *grpc.ClientConn
-	inFlight int
-	lastUse  time.Time
 }
 
 var (
@@ -238,70 +247,44 @@ var (
 	_ peer.Connector = (*grpcTransport)(nil)
 )
 
-func newGRPCTransport(l *loss, maxConns int, opts []grpc.DialOption) *grpcTransport {
-	return &grpcTransport{loss: l, maxConns: maxConns, opts: opts, conns: map[string]*cachedConn{}}
+func newGRPCTransport(l *loss, opts []grpc.DialOption) *grpcTransport {
+	return &grpcTransport{loss: l, opts: opts, conns: map[string]*grpc.ClientConn{}}
 }
 
 // dialOptions returns the options the library's default transport dials
 // with (peer/grpc.go, newGRPCTransport): a reconnect backoff from half the
 // period up to MaxRetryInterval and DialTimeout per attempt, instead of
-// gRPC's defaults (1 s growing to 120 s, 20 s per attempt). With gRPC's,
-// one refused or reset connection would leave the partner unreachable for
-// ten periods or more, which the library's own transport does not do.
+// gRPC's defaults (1 s growing to 120 s, 20 s per attempt), and a
+// connection idle for MaxRetryInterval closed. With gRPC's backoff, one
+// refused or reset connection would leave the partner unreachable for
+// ten periods or more; without the idle timeout, a connection to a former
+// partner (the seed, say) would stay open for good.
 func dialOptions(c peer.PeerConfig) []grpc.DialOption {
 	bo := backoff.DefaultConfig
 	bo.BaseDelay, bo.MaxDelay = min(c.PingPeriod, c.RPCTimeout)/2, c.MaxRetryInterval
 	return []grpc.DialOption{
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: bo, MinConnectTimeout: c.DialTimeout}),
+		grpc.WithIdleTimeout(c.MaxRetryInterval),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 	}
 }
 
-// acquire returns the connection to addr, dialling it if needed, and marks
-// a call in flight on it; release must follow.
-func (t *grpcTransport) acquire(addr string) (*cachedConn, error) {
+// conn returns the connection to addr, dialling it if needed.
+func (t *grpcTransport) conn(addr string) (*grpc.ClientConn, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
 		return nil, fmt.Errorf("dial %s: transport closed", addr)
 	}
-	c := t.conns[addr]
-	if c == nil {
-		if t.maxConns > 0 && len(t.conns) >= t.maxConns {
-			t.evictLocked()
-		}
-		cc, err := grpc.NewClient(addr, t.opts...)
-		if err != nil {
-			return nil, fmt.Errorf("dial %s: %w", addr, err)
-		}
-		c = &cachedConn{cc: cc}
-		t.conns[addr] = c
+	if c := t.conns[addr]; c != nil {
+		return c, nil
 	}
-	c.inFlight++
-	c.lastUse = time.Now()
+	c, err := grpc.NewClient(addr, t.opts...)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	t.conns[addr] = c
 	return c, nil
-}
-
-func (t *grpcTransport) release(c *cachedConn) {
-	t.mu.Lock()
-	c.inFlight--
-	t.mu.Unlock()
-}
-
-// evictLocked closes the least recently used connection with no call in
-// flight, if there is one.
-func (t *grpcTransport) evictLocked() {
-	var oldAddr string
-	var old *cachedConn
-	for a, c := range t.conns {
-		if c.inFlight == 0 && (old == nil || c.lastUse.Before(old.lastUse)) {
-			oldAddr, old = a, c
-		}
-	}
-	if old != nil {
-		delete(t.conns, oldAddr)
-		go old.cc.Close() // Close waits for the connection to wind down
-	}
 }
 
 func (t *grpcTransport) Sync(ctx context.Context, addr string, req *meshpb.SyncRequest) (*meshpb.SyncResponse, error) {
@@ -309,12 +292,11 @@ func (t *grpcTransport) Sync(ctx context.Context, addr string, req *meshpb.SyncR
 		<-ctx.Done()
 		return nil, fmt.Errorf("sync with %s: request dropped by injected loss: %w", addr, ctx.Err())
 	}
-	c, err := t.acquire(addr)
+	c, err := t.conn(addr)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := meshpb.NewGossipServiceClient(c.cc).Sync(ctx, req)
-	t.release(c)
+	resp, err := meshpb.NewGossipServiceClient(c).Sync(ctx, req)
 
 	if err == nil && t.loss.drop() {
 		<-ctx.Done()
@@ -326,12 +308,11 @@ func (t *grpcTransport) Sync(ctx context.Context, addr string, req *meshpb.SyncR
 // Connect gives the connection its own deadline before the call's, as the
 // default transport does (peer.DialTimeout).
 func (t *grpcTransport) Connect(ctx context.Context, addr string) error {
-	c, err := t.acquire(addr)
+	c, err := t.conn(addr)
 	if err != nil {
 		return err
 	}
-	defer t.release(c)
-	return peer.WaitReady(ctx, c.cc)
+	return peer.WaitReady(ctx, c)
 }
 
 func (t *grpcTransport) Forget(addr string) {
@@ -342,7 +323,7 @@ func (t *grpcTransport) Forget(addr string) {
 		t.closing.Add(1)
 		go func() { // Close can block while calls drain; Forget must not
 			defer t.closing.Done()
-			c.cc.Close()
+			c.Close()
 		}()
 	}
 	t.mu.Unlock()
@@ -351,10 +332,10 @@ func (t *grpcTransport) Forget(addr string) {
 func (t *grpcTransport) Close() error {
 	t.mu.Lock()
 	conns := t.conns
-	t.conns, t.closed = map[string]*cachedConn{}, true
+	t.conns, t.closed = map[string]*grpc.ClientConn{}, true
 	t.mu.Unlock()
 	for _, c := range conns {
-		c.cc.Close()
+		c.Close()
 	}
 	t.closing.Wait()
 	return nil

@@ -37,6 +37,7 @@ var metrics = []metric{
 	{"steady-state payload", "B/node/s", func(r *result) []float64 { return r.Bytes }, 1},
 	{"steady-state wire", "B/node/s", func(r *result) []float64 { return r.Wire }, 0},
 	{"CPU", "s/node/min", func(r *result) []float64 { return r.CPU }, 0},
+	{"open connections, most per node", "connections", func(r *result) []float64 { return r.Conns }, 0},
 	{"false removals at loss", "count", func(r *result) []float64 { return []float64{float64(r.Loss)} }, 0},
 }
 
@@ -86,7 +87,7 @@ func jsonSafe(rs []*result) []*result {
 	for i, r := range rs {
 		c := *r
 		c.Join, c.Update, c.Fail1, c.FailK, c.Leave = fix(r.Join), fix(r.Update), fix(r.Fail1), fix(r.FailK), fix(r.Leave)
-		c.Bytes, c.Wire, c.CPU = fix(r.Bytes), fix(r.Wire), fix(r.CPU)
+		c.Bytes, c.Wire, c.CPU, c.Conns = fix(r.Bytes), fix(r.Wire), fix(r.CPU), fix(r.Conns)
 		if math.IsInf(c.Heal, 0) {
 			c.Heal = -1
 		}
@@ -213,9 +214,9 @@ func (rp *report) markdown() []byte {
 	w("- One process runs every node of one system at a time for the timed phases and the steady state: N mesh peers, each a `peer.Peer` on its own `grpc.Server` on 127.0.0.1:0, then N memberlist nodes from `memberlist.Create`, each with its own UDP and TCP port on 127.0.0.1. The other system is fully shut down meanwhile, so neither competes for the %d cores. Only the loss phase shares the machine (below).\n", runtime.NumCPU())
 	w("- Each repetition starts a fresh cluster and, in order: **join** (every node but the first joins the first, all calls issued at once; done when every node has seen all N), **update** (one random node publishes new meta: mesh `UpdateMeta`, memberlist a `Delegate` whose `NodeMeta` returns the new bytes, then `UpdateNode`; done when all others see it), **failure detection** (one random node, then N/8 at once, are killed without a goodbye: mesh `Peer.Stop` and `grpc.Server.Stop`, memberlist `Shutdown` without `Leave`; done when every survivor has dropped them), **leave** (mesh `Peer.Leave(ctx)`, memberlist `Leave(10P)` then `Shutdown`; done when every node has dropped it). The seed (node 0) is never killed. A repetition whose join does not converge stops there: update, crash and leave times on a cluster still missing members would time an overloaded process's churn. After two such repetitions a system gets no more at that size.\n")
 	w("- Times come from each node's own membership events (mesh `Subscribe`, memberlist `EventDelegate`, timestamped as they fire), so polling does not load the CPU being measured: a change is complete at the latest event among the nodes that must see it. A change not complete after %.0f periods is **censored**: it is known only to take more than %.0f periods, written `> %.0f` in the raw samples. A median or p95 that depends on a censored sample is a lower bound (`> x`), and a ratio against a bound is a bound (`< x×`, `> x×`), or `–` when both are; the same limit applies to both systems.\n", rp.o.limit, rp.o.limit, rp.o.limit)
-	w("- The first repetition whose join converged also samples **steady state** for %v in five windows (the median and p95 are over windows); if none converged, the last repetition does, and the report says so. Steady state is bytes per node per second and process CPU (`getrusage` user+system, divided by N). **Payload** counts each byte once, by its sender: for mesh the gRPC message bytes (protobuf plus 5-byte prefix) in and out on every server, from a `grpc.StatsHandler`; for memberlist the UDP packet bytes and TCP stream bytes written by a `Transport` wrapper around `NetTransport`. **Wire** adds framing: for mesh every byte read and written on the servers' HTTP/2 connections (headers, trailers, frame headers, settings, window updates); for memberlist it equals payload. Neither counts IP/UDP/TCP headers.\n", rp.o.steady)
+	w("- The first repetition whose join converged also samples **steady state** for %v in five windows (the median and p95 are over windows); if none converged, the last repetition does, and the report says so. Steady state is bytes per node per second, process CPU (`getrusage` user+system, divided by N) and, for mesh, the most TCP connections any one peer has open once the window is over (accepted by its server and dialled by its transport; a seed holds one from every joiner until they have been idle for `MaxRetryInterval`, 30P; memberlist's TCP connections are short-lived push-pulls, not counted). **Payload** counts each byte once, by its sender: for mesh the gRPC message bytes (protobuf plus 5-byte prefix) in and out on every server, from a `grpc.StatsHandler`; for memberlist the UDP packet bytes and TCP stream bytes written by a `Transport` wrapper around `NetTransport`. **Wire** adds framing: for mesh every byte read and written on the servers' HTTP/2 connections (headers, trailers, frame headers, settings, window updates); for memberlist it equals payload. Neither counts IP/UDP/TCP headers.\n", rp.o.steady)
 	w("- The **loss phase** runs after the repetitions, on a fresh cluster per system and size, each joined and converged first (memberlist's first, while no other cluster runs, since its join is the fragile one). %s Then for %v each message is dropped with probability %.2f, switched on and off at the same moment in every cluster of the window: every system in it faces the same loss for the same time on the same machine. mesh: a `peer.Transport` (set through `PeerConfig.Transport`) drops a Sync request or its answer, and the call then fails at its deadline, as a lost message would; memberlist: the transport wrapper drops incoming UDP packets (TCP streams are reliable and never dropped). A false removal is a failure event (mesh `EventFailed`, memberlist `NotifyLeave` with `StateDead`) about a node that is running, counted over all observers until all see all again. A system that converged in no repetition at a size, or whose loss cluster does not converge within the limit, has no loss phase there: removals on a cluster still missing members would count churn, not loss.%s\n", rp.windowText(), rp.o.lossDuration, rp.o.lossRate, rp.busyText())
-	w("- The mesh transport is the library's default one re-implemented in bench (it is unexported): one lazily dialled `grpc.ClientConn` per partner, closed by `Forget`, plus the loss injection and a cap on cached connections that applies only when the process's descriptor limit cannot hold a connection from every peer to every other (2N(N−1) descriptors): %s\n\n", rp.capNote())
+	w("- The mesh transport is the library's default one re-implemented in bench (it is unexported): one lazily dialled `grpc.ClientConn` per partner, closed by `Forget` or after `MaxRetryInterval` idle, plus the loss injection.\n\n")
 
 	w("## Configurations\n\n")
 	w("mesh (`peer.PeerConfig`, the config in effect with defaults filled in):\n\n```\n%s```\n\n", meshConfigText())
@@ -254,23 +255,6 @@ func (rp *report) windowText() string {
 		ws = append(ws, "N = "+strings.Join(sz, " and "))
 	}
 	return fmt.Sprintf("Each loss cluster runs in a process of its own (`-loss-worker`: its own Go scheduler and garbage collector), and the clusters of both systems share one loss window per group of sizes: %s (%d window(s) in all). Within a window the clusters compete for the same cores, which they never do in the timed phases; the kernel divides the cores between the processes.", strings.Join(ws, "; "), len(ws))
-}
-
-func (rp *report) capNote() string {
-	var parts []string
-	for _, r := range rp.results {
-		if r.System == "mesh" {
-			if r.MaxConns > 0 {
-				parts = append(parts, fmt.Sprintf("at N=%d at most %d connections per peer (least recently used idle one closed first; redials show in wire bytes only)", r.N, r.MaxConns))
-			} else {
-				parts = append(parts, fmt.Sprintf("no cap at N=%d", r.N))
-			}
-		}
-	}
-	if len(parts) == 0 {
-		return "mesh did not run."
-	}
-	return strings.Join(parts, "; ") + "."
 }
 
 func meshConfigText() string {

@@ -48,6 +48,8 @@ type result struct {
 	Bytes     []float64 `json:"bytes_per_node_s"`         // payload bytes sent per node per second
 	Wire      []float64 `json:"wire_per_node_s"`          // with the system's framing
 	CPU       []float64 `json:"cpu_s_per_node_min"`       // process CPU seconds per node per minute
+	Conns     []float64 `json:"conns_per_node_max"`       // mesh, after the steady window: most TCP connections any node had open, both directions
+	FDs       float64   `json:"fds"`                      // descriptors the process had open then
 	Heal      float64   `json:"heal_after_loss"`          // periods until all see all again after the loss phase
 	Loss      int       `json:"false_removals_loss"`      // observers' removals of running nodes during the loss phase
 	LossNodes int       `json:"false_removed_nodes_loss"` // distinct running nodes so removed
@@ -63,7 +65,6 @@ type result struct {
 
 	OtherLoad    []float64 `json:"other_load_cores"` // cores other processes used, per repetition
 	LossDuration float64   `json:"loss_duration_s"`
-	MaxConns     int       `json:"mesh_max_conns,omitempty"`
 	Notes        []string  `json:"notes,omitempty"` // timeouts and other anomalies
 }
 
@@ -95,7 +96,7 @@ func (r *runner) sleepPeriods(k float64) { time.Sleep(time.Duration(k * float64(
 func (r *runner) newCluster(tr *tracker, rep int) (cluster, error) {
 	seed := r.o.seed ^ uint64(r.res.N)<<32 ^ uint64(rep)
 	if r.res.System == "mesh" {
-		c, err := startMesh(r.res.N, r.o.period, tr, seed, r.res.MaxConns)
+		c, err := startMesh(r.res.N, r.o.period, tr, seed)
 		if err != nil {
 			return nil, err
 		}
@@ -274,8 +275,16 @@ func (r *runner) steady(c cluster, n int) {
 		r.res.Wire = append(r.res.Wire, float64(t1.wire-t0.wire)/float64(n)/sec)
 		r.res.CPU = append(r.res.CPU, (c1-c0).Seconds()/float64(n)/(sec/60))
 	}
-	r.logf("steady: %.0f B/node/s payload, %.0f wire, %.3f CPU s/node/min (medians)",
-		median(r.res.Bytes), median(r.res.Wire), median(r.res.CPU))
+	// Connections once the window is over: a seed holds one from every
+	// joiner until they have been idle for MaxRetryInterval.
+	if cc, ok := c.(interface{ conns() []int }); ok {
+		r.res.Conns = []float64{float64(slices.Max(cc.conns()))}
+	}
+	if fds, err := os.ReadDir("/proc/self/fd"); err == nil {
+		r.res.FDs = float64(len(fds))
+	}
+	r.logf("steady: %.0f B/node/s payload, %.0f wire, %.3f CPU s/node/min (medians); then %.0f connections at most per node, %.0f descriptors",
+		median(r.res.Bytes), median(r.res.Wire), median(r.res.CPU), median(r.res.Conns), r.res.FDs)
 }
 
 // lossStage runs the loss phases of rs (both systems at one size, or at
