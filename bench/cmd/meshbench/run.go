@@ -283,8 +283,12 @@ func (r *runner) steady(c cluster, n int) {
 	if fds, err := os.ReadDir("/proc/self/fd"); err == nil {
 		r.res.FDs = float64(len(fds))
 	}
-	r.logf("steady: %.0f B/node/s payload, %.0f wire, %.3f CPU s/node/min (medians); then %.0f connections at most per node, %.0f descriptors",
-		median(r.res.Bytes), median(r.res.Wire), median(r.res.CPU), median(r.res.Conns), r.res.FDs)
+	var conns string
+	if len(r.res.Conns) > 0 {
+		conns = fmt.Sprintf("%.0f connections at most per node, ", r.res.Conns[0])
+	}
+	r.logf("steady: %.0f B/node/s payload, %.0f wire, %.3f CPU s/node/min (medians); then %s%.0f descriptors",
+		median(r.res.Bytes), median(r.res.Wire), median(r.res.CPU), conns, r.res.FDs)
 }
 
 // lossStage runs the loss phases of rs (both systems at one size, or at
