@@ -25,8 +25,11 @@ func (s *state) overlay() *overlay {
 }
 
 // refreshOverlay recomputes this peer's subjects after the view or the
-// pending members changed, watches the new ones, and closes the
-// connections to former ones.
+// pending members changed, and watches the new ones. Connections to
+// former ones close once idle for MaxRetryInterval (the default
+// transport's idle timeout), removed members' at once (changed): closing
+// them here would cancel calls in flight whenever a join reshapes the
+// overlay.
 func (s *state) refreshOverlay(now time.Time) {
 	if s.subjects != nil {
 		return // nil when stale: see rebuildView and changed
@@ -44,13 +47,6 @@ func (s *state) refreshOverlay(now time.Time) {
 		subjects = []string{} // computed, if empty
 	}
 	slices.Sort(subjects)
-	for _, a := range s.subjects {
-		// Former subjects' connections close; removed members' were
-		// closed on removal (changed).
-		if _, still := slices.BinarySearch(subjects, a); !still && s.seeds[a] == nil && s.liveMember(a) {
-			s.forget = append(s.forget, a)
-		}
-	}
 	s.subjects = subjects
 	s.relays = ov.relaysOf(s.self, relayRings)
 	s.det.watch(subjects)
