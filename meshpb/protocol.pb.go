@@ -660,7 +660,12 @@ type SyncResponse struct {
 	// The responder's heartbeat counter, which it advances every round; an
 	// observer alerts when it stops advancing (a peer that answers but no
 	// longer runs its rounds).
-	Heartbeat     uint64 `protobuf:"varint,13,opt,name=heartbeat,proto3" json:"heartbeat,omitempty"`
+	Heartbeat uint64 `protobuf:"varint,13,opt,name=heartbeat,proto3" json:"heartbeat,omitempty"`
+	// On a Gossip stream, the gRPC status code and message of a request the
+	// responder refused (the error a Sync call would have returned); the
+	// other fields are then empty.
+	Code          uint32 `protobuf:"varint,14,opt,name=code,proto3" json:"code,omitempty"`
+	Error         string `protobuf:"bytes,15,opt,name=error,proto3" json:"error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -786,6 +791,20 @@ func (x *SyncResponse) GetHeartbeat() uint64 {
 	return 0
 }
 
+func (x *SyncResponse) GetCode() uint32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *SyncResponse) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 var File_protocol_proto protoreflect.FileDescriptor
 
 const file_protocol_proto_rawDesc = "" +
@@ -839,7 +858,7 @@ const file_protocol_proto_rawDesc = "" +
 	"otherIndex\x12!\n" +
 	"\fother_digest\x18\r \x03(\x06R\votherDigest\x12)\n" +
 	"\areports\x18\x0e \x03(\v2\x0f.mesh.v1.ReportR\areports\x12\x14\n" +
-	"\x05probe\x18\x0f \x01(\bR\x05probe\"\xbb\x03\n" +
+	"\x05probe\x18\x0f \x01(\bR\x05probe\"\xe5\x03\n" +
 	"\fSyncResponse\x12\x16\n" +
 	"\x06digest\x18\x01 \x01(\x06R\x06digest\x12#\n" +
 	"\rfresher_index\x18\x02 \x03(\rR\ffresherIndex\x12!\n" +
@@ -856,14 +875,17 @@ const file_protocol_proto_rawDesc = "" +
 	"otherIndex\x12!\n" +
 	"\fother_digest\x18\v \x03(\x06R\votherDigest\x12)\n" +
 	"\areports\x18\f \x03(\v2\x0f.mesh.v1.ReportR\areports\x12\x1c\n" +
-	"\theartbeat\x18\r \x01(\x04R\theartbeat*:\n" +
+	"\theartbeat\x18\r \x01(\x04R\theartbeat\x12\x12\n" +
+	"\x04code\x18\x0e \x01(\rR\x04code\x12\x14\n" +
+	"\x05error\x18\x0f \x01(\tR\x05error*:\n" +
 	"\x05State\x12\x0f\n" +
 	"\vSTATE_ALIVE\x10\x00\x12\x10\n" +
 	"\fSTATE_FAILED\x10\x01\x12\x0e\n" +
 	"\n" +
-	"STATE_LEFT\x10\x022D\n" +
+	"STATE_LEFT\x10\x022\x7f\n" +
 	"\rGossipService\x123\n" +
-	"\x04Sync\x12\x14.mesh.v1.SyncRequest\x1a\x15.mesh.v1.SyncResponseB#Z!github.com/gossipmesh/mesh/meshpbb\x06proto3"
+	"\x04Sync\x12\x14.mesh.v1.SyncRequest\x1a\x15.mesh.v1.SyncResponse\x129\n" +
+	"\x06Gossip\x12\x14.mesh.v1.SyncRequest\x1a\x15.mesh.v1.SyncResponse(\x010\x01B#Z!github.com/gossipmesh/mesh/meshpbb\x06proto3"
 
 var (
 	file_protocol_proto_rawDescOnce sync.Once
@@ -903,9 +925,11 @@ var file_protocol_proto_depIdxs = []int32{
 	5,  // 9: mesh.v1.SyncResponse.named_ages:type_name -> mesh.v1.Age
 	3,  // 10: mesh.v1.SyncResponse.reports:type_name -> mesh.v1.Report
 	6,  // 11: mesh.v1.GossipService.Sync:input_type -> mesh.v1.SyncRequest
-	7,  // 12: mesh.v1.GossipService.Sync:output_type -> mesh.v1.SyncResponse
-	12, // [12:13] is the sub-list for method output_type
-	11, // [11:12] is the sub-list for method input_type
+	6,  // 12: mesh.v1.GossipService.Gossip:input_type -> mesh.v1.SyncRequest
+	7,  // 13: mesh.v1.GossipService.Sync:output_type -> mesh.v1.SyncResponse
+	7,  // 14: mesh.v1.GossipService.Gossip:output_type -> mesh.v1.SyncResponse
+	13, // [13:15] is the sub-list for method output_type
+	11, // [11:13] is the sub-list for method input_type
 	11, // [11:11] is the sub-list for extension type_name
 	11, // [11:11] is the sub-list for extension extendee
 	0,  // [0:11] is the sub-list for field type_name

@@ -24,7 +24,8 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	GossipService_Sync_FullMethodName = "/mesh.v1.GossipService/Sync"
+	GossipService_Sync_FullMethodName   = "/mesh.v1.GossipService/Sync"
+	GossipService_Gossip_FullMethodName = "/mesh.v1.GossipService/Gossip"
 )
 
 // GossipServiceClient is the client API for GossipService service.
@@ -33,7 +34,13 @@ const (
 //
 // GossipService is the peer-to-peer protocol.
 type GossipServiceClient interface {
+	// Sync answers one request.
 	Sync(ctx context.Context, in *SyncRequest, opts ...grpc.CallOption) (*SyncResponse, error)
+	// Gossip carries a partner's requests over one long-lived stream and
+	// answers each, in order: no headers or deadline per message. Peers
+	// keep one to each partner they call; Sync serves the rest (a partner
+	// that does not implement Gossip).
+	Gossip(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[SyncRequest, SyncResponse], error)
 }
 
 type gossipServiceClient struct {
@@ -54,13 +61,32 @@ func (c *gossipServiceClient) Sync(ctx context.Context, in *SyncRequest, opts ..
 	return out, nil
 }
 
+func (c *gossipServiceClient) Gossip(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[SyncRequest, SyncResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &GossipService_ServiceDesc.Streams[0], GossipService_Gossip_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SyncRequest, SyncResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type GossipService_GossipClient = grpc.BidiStreamingClient[SyncRequest, SyncResponse]
+
 // GossipServiceServer is the server API for GossipService service.
 // All implementations must embed UnimplementedGossipServiceServer
 // for forward compatibility.
 //
 // GossipService is the peer-to-peer protocol.
 type GossipServiceServer interface {
+	// Sync answers one request.
 	Sync(context.Context, *SyncRequest) (*SyncResponse, error)
+	// Gossip carries a partner's requests over one long-lived stream and
+	// answers each, in order: no headers or deadline per message. Peers
+	// keep one to each partner they call; Sync serves the rest (a partner
+	// that does not implement Gossip).
+	Gossip(grpc.BidiStreamingServer[SyncRequest, SyncResponse]) error
 	mustEmbedUnimplementedGossipServiceServer()
 }
 
@@ -73,6 +99,9 @@ type UnimplementedGossipServiceServer struct{}
 
 func (UnimplementedGossipServiceServer) Sync(context.Context, *SyncRequest) (*SyncResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Sync not implemented")
+}
+func (UnimplementedGossipServiceServer) Gossip(grpc.BidiStreamingServer[SyncRequest, SyncResponse]) error {
+	return status.Error(codes.Unimplemented, "method Gossip not implemented")
 }
 func (UnimplementedGossipServiceServer) mustEmbedUnimplementedGossipServiceServer() {}
 func (UnimplementedGossipServiceServer) testEmbeddedByValue()                       {}
@@ -113,6 +142,13 @@ func _GossipService_Sync_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _GossipService_Gossip_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(GossipServiceServer).Gossip(&grpc.GenericServerStream[SyncRequest, SyncResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type GossipService_GossipServer = grpc.BidiStreamingServer[SyncRequest, SyncResponse]
+
 // GossipService_ServiceDesc is the grpc.ServiceDesc for GossipService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -125,6 +161,13 @@ var GossipService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _GossipService_Sync_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Gossip",
+			Handler:       _GossipService_Gossip_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "protocol.proto",
 }

@@ -2,35 +2,64 @@ package peer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/gossipmesh/mesh/meshpb"
 )
 
 // grpcTransport is the default Transport: one lazily connected
-// *grpc.ClientConn per peer address, reused across rounds.
+// *grpc.ClientConn per peer address, reused across rounds, and on it one
+// long-lived Gossip stream that carries every call; Sync only for a
+// partner that does not implement Gossip.
 type grpcTransport struct {
-	opts []grpc.DialOption
+	opts   []grpc.DialOption
+	idle   time.Duration // a stream unused this long is closed, then its connection
+	maxAge time.Duration // a stream this old takes no new calls
+	ctx    context.Context
+	cancel context.CancelFunc // ends every stream
 
-	mu     sync.Mutex
-	conns  map[string]*grpc.ClientConn
-	closed bool
+	mu       sync.Mutex
+	partners map[string]*partner
+	closed   bool
+	streams  sync.WaitGroup // receive loops
 	// closing tracks connections being closed in the background: Close
 	// can block while calls drain, and Forget is called from the protocol
 	// paths, which must not stall. Close waits for them.
 	closing sync.WaitGroup
 }
 
+// partner is the connection to one address and the stream on it.
+type partner struct {
+	cc      *grpc.ClientConn
+	opening chan struct{} // held by the one caller that may open a stream
+
+	mu    sync.Mutex
+	cur   *gossipStream
+	unary bool // the partner answered Gossip with Unimplemented
+}
+
 var (
 	_ Transport = (*grpcTransport)(nil)
 	_ Connector = (*grpcTransport)(nil)
 )
+
+// NewTransport returns the Transport a Peer uses when PeerConfig.Transport
+// is nil, so that it can be wrapped (fault injection, metrics) and the
+// wrapper given as PeerConfig.Transport. It is also a Connector; a wrapper
+// that implements Connector too keeps dials out of the calls' deadlines.
+func NewTransport(cfg PeerConfig) Transport {
+	return newGRPCTransport(sanitize(cfg).withDefaults())
+}
 
 // newGRPCTransport dials with opts, after a reconnect backoff scaled to
 // the period (opts may override it) rather than gRPC's second and more:
@@ -45,43 +74,114 @@ func newGRPCTransport(cfg PeerConfig) *grpcTransport {
 	// A connection no call used for MaxRetryInterval closes: the overlay
 	// changes a peer's partners now and then, and a connection to a
 	// former one would otherwise stay open for good.
-	opts = append([]grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{Backoff: bo, MinConnectTimeout: cfg.DialTimeout}),
-		grpc.WithIdleTimeout(cfg.MaxRetryInterval)}, opts...)
-	return &grpcTransport{opts: opts, conns: map[string]*grpc.ClientConn{}}
+	opts = append(append([]grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{Backoff: bo, MinConnectTimeout: cfg.DialTimeout}),
+		grpc.WithIdleTimeout(cfg.MaxRetryInterval)}, dialWindows()...), opts...)
+	t := &grpcTransport{opts: opts, idle: cfg.MaxRetryInterval, maxAge: 20 * cfg.MaxRetryInterval, partners: map[string]*partner{}}
+	t.ctx, t.cancel = context.WithCancel(context.Background())
+	return t
 }
 
-func (t *grpcTransport) conn(addr string) (*grpc.ClientConn, error) {
+func (t *grpcTransport) partner(addr string) (*partner, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
 		return nil, fmt.Errorf("dial %s: transport closed", addr)
 	}
-	if c := t.conns[addr]; c != nil {
-		return c, nil
+	if pt := t.partners[addr]; pt != nil {
+		return pt, nil
 	}
 	c, err := grpc.NewClient(addr, t.opts...)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
-	t.conns[addr] = c
-	return c, nil
+	pt := &partner{cc: c, opening: make(chan struct{}, 1)}
+	t.partners[addr] = pt
+	return pt, nil
 }
 
 func (t *grpcTransport) Sync(ctx context.Context, addr string, req *meshpb.SyncRequest) (*meshpb.SyncResponse, error) {
-	c, err := t.conn(addr)
+	pt, err := t.partner(addr)
 	if err != nil {
 		return nil, err
 	}
-	return meshpb.NewGossipServiceClient(c).Sync(ctx, req)
+	for {
+		pt.mu.Lock()
+		unary := pt.unary
+		pt.mu.Unlock()
+		if unary {
+			return meshpb.NewGossipServiceClient(pt.cc).Sync(ctx, req)
+		}
+		g, err := t.stream(ctx, pt)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := g.call(ctx, req)
+		switch {
+		case errors.Is(err, errNotSent): // retired meanwhile: take the next stream
+		case status.Code(err) == codes.Unimplemented:
+			pt.mu.Lock()
+			pt.unary = true
+			pt.mu.Unlock()
+		default:
+			return resp, err
+		}
+	}
+}
+
+// stream returns pt's stream, opening one if it has none it can use. The
+// stream outlives the call; ctx bounds only the wait for it to open.
+func (t *grpcTransport) stream(ctx context.Context, pt *partner) (*gossipStream, error) {
+	select {
+	case pt.opening <- struct{}{}:
+		defer func() { <-pt.opening }()
+	case <-ctx.Done():
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
+	pt.mu.Lock()
+	g := pt.cur
+	pt.mu.Unlock()
+	if g != nil && g.usable(t.maxAge) {
+		return g, nil
+	}
+	if g != nil {
+		g.retire() // too old: the partner answers what it has, then ends it
+	}
+	sctx, cancel := context.WithCancel(t.ctx)
+	stop := context.AfterFunc(ctx, cancel)
+	s, err := meshpb.NewGossipServiceClient(pt.cc).Gossip(sctx)
+	if !stop() && err == nil {
+		err = status.FromContextError(ctx.Err()).Err()
+	}
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	g = newGossipStream(s, cancel, t.idle)
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		g.end(status.Error(codes.Canceled, "transport closed"))
+		return nil, status.Error(codes.Canceled, "transport closed")
+	}
+	t.streams.Add(1)
+	t.mu.Unlock()
+	go func() {
+		defer t.streams.Done()
+		g.recv()
+	}()
+	pt.mu.Lock()
+	pt.cur = g
+	pt.mu.Unlock()
+	return g, nil
 }
 
 // Connect waits until the connection to addr is ready; see WaitReady.
 func (t *grpcTransport) Connect(ctx context.Context, addr string) error {
-	c, err := t.conn(addr)
+	pt, err := t.partner(addr)
 	if err != nil {
 		return err
 	}
-	return WaitReady(ctx, c)
+	return WaitReady(ctx, pt.cc)
 }
 
 // WaitReady waits until cc is ready, and fails when ctx ends first or the
@@ -116,13 +216,13 @@ func WaitReady(ctx context.Context, cc *grpc.ClientConn) error {
 
 func (t *grpcTransport) Forget(addr string) {
 	t.mu.Lock()
-	c := t.conns[addr]
-	delete(t.conns, addr)
-	if c != nil {
+	pt := t.partners[addr]
+	delete(t.partners, addr)
+	if pt != nil {
 		t.closing.Add(1)
 		go func() {
 			defer t.closing.Done()
-			c.Close()
+			pt.close()
 		}()
 	}
 	t.mu.Unlock()
@@ -130,12 +230,26 @@ func (t *grpcTransport) Forget(addr string) {
 
 func (t *grpcTransport) Close() error {
 	t.mu.Lock()
-	conns := t.conns
-	t.conns, t.closed = map[string]*grpc.ClientConn{}, true
+	partners := t.partners
+	t.partners, t.closed = map[string]*partner{}, true
 	t.mu.Unlock()
-	for _, c := range conns {
-		c.Close()
+	t.cancel()
+	for _, pt := range partners {
+		pt.close()
 	}
 	t.closing.Wait()
+	t.streams.Wait()
 	return nil
+}
+
+// close ends pt's stream and connection.
+func (pt *partner) close() {
+	pt.mu.Lock()
+	g := pt.cur
+	pt.cur = nil
+	pt.mu.Unlock()
+	if g != nil {
+		g.end(status.Error(codes.Canceled, "connection closed"))
+	}
+	pt.cc.Close()
 }

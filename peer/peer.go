@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -243,6 +244,29 @@ func (p *Peer) Sync(ctx context.Context, req *meshpb.SyncRequest) (*meshpb.SyncR
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	return resp, nil
+}
+
+// Gossip answers a partner's requests over one stream, in order, as Sync
+// answers one; a refusal goes back as the response's code and error and
+// the stream goes on. It is the gRPC handler.
+func (p *Peer) Gossip(s meshpb.GossipService_GossipServer) error {
+	for {
+		req, err := s.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		resp, err := p.Sync(s.Context(), req)
+		if err != nil {
+			st := status.Convert(err)
+			resp = &meshpb.SyncResponse{Code: uint32(st.Code()), Error: st.Message()}
+		}
+		if err := s.Send(resp); err != nil {
+			return err
+		}
+	}
 }
 
 // effects are the Machine's side effects, carried out after the lock is

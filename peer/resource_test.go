@@ -84,7 +84,7 @@ func measure(pr *Peer, cycle int) sample {
 	st := pr.m.st
 	tr := pr.transport.(*grpcTransport)
 	tr.mu.Lock()
-	conns := len(tr.conns)
+	conns := len(tr.partners)
 	tr.mu.Unlock()
 	return sample{cycle: cycle, goroutines: runtime.NumGoroutine(), heap: ms.HeapAlloc, members: st.members.Len(),
 		tombstones: len(st.removedAt), conns: conns, dead: len(st.dead), writers: len(st.members.Version())}
