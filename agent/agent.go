@@ -37,8 +37,8 @@ const (
 	// handshakeTimeout bounds the TLS handshake and HTTP/2 preface of a
 	// new connection: a client that opens one and stalls is cut.
 	handshakeTimeout = 10 * time.Second
-	// maxStreams bounds concurrent calls per connection; a peer makes one
-	// at a time, a CLI at most a watch and a call.
+	// maxStreams bounds concurrent calls per connection; a peer keeps one
+	// Gossip stream open, a CLI at most a watch and a call.
 	maxStreams = 64
 	// pingMinTime: a client that pings more often than this (or at all
 	// with no call open) is sent GOAWAY "too_many_pings" after 3 strikes.
@@ -47,7 +47,8 @@ const (
 	// idleClose closes connections idle this long; peers reconnect on
 	// their next exchange. maxAge makes every connection handshake again
 	// at least this often, so a rotated or dropped CA applies to all;
-	// calls in flight (a watch) may finish first.
+	// calls in flight (a watch; a peer renews its Gossip stream every
+	// 20 MaxRetryInterval) may finish first.
 	idleClose = 5 * time.Minute
 	maxAge    = time.Hour
 )
@@ -115,7 +116,7 @@ func New(cfg Config) (*Agent, error) {
 		maxMsg = pc.MaxMessageBytes()
 	}
 	creds := grpc.WithTransportCredentials(insecure.NewCredentials())
-	srvOpts := []grpc.ServerOption{
+	srvOpts := append(peer.ServerOptions(),
 		grpc.StatsHandler(srvMetrics),
 		grpc.MaxRecvMsgSize(maxMsg),
 		grpc.MaxSendMsgSize(maxMsg),
@@ -123,7 +124,7 @@ func New(cfg Config) (*Agent, error) {
 		grpc.MaxConcurrentStreams(maxStreams),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: pingMinTime}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: idleClose, MaxConnectionAge: maxAge}),
-	}
+	)
 	adminOpts := slices.Clone(srvOpts) // the same limits, other credentials
 	if cfg.tls() {
 		if a.tls, err = meshtls.LoadFiles(cfg.TLSCert, cfg.TLSKey, cfg.TLSCA); err != nil {

@@ -223,6 +223,12 @@ func TestAgentAdminAPI(t *testing.T) {
 			t.Errorf("/metrics lacks %s", mn.Name)
 		}
 	}
+	if !strings.Contains(string(body), `mesh_grpc_received_bytes_total{method="Gossip",side="server"}`) {
+		t.Errorf("/metrics: no bytes received on Gossip streams in\n%s", grepMesh(string(body)))
+	}
+	if !strings.Contains(string(body), `mesh_sync_duration_seconds_count{outcome="ok",side="client"}`) {
+		t.Errorf("/metrics: no exchanges timed in\n%s", grepMesh(string(body)))
+	}
 	if !strings.Contains(string(body), `mesh_members{state="alive"} 3`) {
 		t.Errorf("/metrics: want mesh_members{state=\"alive\"} 3 in\n%s", grepMesh(string(body)))
 	}

@@ -3,6 +3,8 @@ package agent
 import (
 	"context"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/stats"
@@ -23,9 +25,9 @@ var MetricNames = []struct{ Name, Help string }{
 	{"mesh_alerts_cleared_total", "Alerts this agent cleared because it reached the member again."},
 	{"mesh_refutations_total", "Tombstones of this agent (failed by others) it overrode."},
 	{"mesh_alerting_members", "Members this agent observes and currently alerts on because it cannot reach them; a member is removed once enough of its observers alert."},
-	{"mesh_grpc_received_bytes_total", "gRPC message bytes received (with gRPC framing, without HTTP/2's), by side (server: calls to this agent; client: answers to its own Sync calls) and method."},
+	{"mesh_grpc_received_bytes_total", "gRPC message bytes received (with gRPC framing, without HTTP/2's), by side (server: requests to this agent; client: answers to its own requests) and method (Gossip, the stream that carries exchanges; Sync; admin and health methods)."},
 	{"mesh_grpc_sent_bytes_total", "gRPC message bytes sent (with gRPC framing, without HTTP/2's), by side and method."},
-	{"mesh_sync_duration_seconds", "Duration of Sync calls: side=server is the handler of a partner's call, side=client a call of this agent including the network; by outcome (ok, error)."},
+	{"mesh_sync_duration_seconds", "Duration of Sync exchanges, on a Gossip stream or as Sync calls: side=server is the handler of a partner's request, side=client a request of this agent including the network; by outcome (ok, error)."},
 }
 
 // peerCollector reads the peer at scrape time, so the gauges are never
@@ -121,7 +123,7 @@ func StateName(s meshpb.State) string {
 }
 
 // grpcMetrics is a grpc stats.Handler counting message bytes and timing
-// Sync calls. One instance serves the agent's server (side "server") and
+// Sync exchanges. One instance serves the agent's server (side "server") and
 // another the peer's outgoing connections (side "client").
 type grpcMetrics struct {
 	side     string
@@ -149,17 +151,45 @@ func newGRPCMetrics(reg prometheus.Registerer) (server, client *grpcMetrics) {
 
 type rpcKey struct{}
 
+// rpc is what the handler keeps per RPC: its method label and, for Sync
+// and Gossip, when each exchange still unanswered started. A stream
+// answers in order, so the oldest one is the next to finish.
+type rpc struct {
+	method string
+	mu     sync.Mutex
+	starts []time.Time
+}
+
+func (r *rpc) start(t time.Time) {
+	r.mu.Lock()
+	r.starts = append(r.starts, t)
+	r.mu.Unlock()
+}
+
+// finish returns when the oldest unanswered exchange started.
+func (r *rpc) finish() (time.Time, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.starts) == 0 {
+		return time.Time{}, false
+	}
+	t := r.starts[0]
+	r.starts = r.starts[1:]
+	return t, true
+}
+
 // knownMethods bounds the method label: a client may call any name.
 var knownMethods = map[string]bool{
-	"/mesh.v1.GossipService/Sync":  true,
-	"/mesh.v1.MeshAdmin/Members":   true,
-	"/mesh.v1.MeshAdmin/Join":      true,
-	"/mesh.v1.MeshAdmin/SetMeta":   true,
-	"/mesh.v1.MeshAdmin/Leave":     true,
-	"/mesh.v1.MeshAdmin/Watch":     true,
-	"/grpc.health.v1.Health/Check": true,
-	"/grpc.health.v1.Health/Watch": true,
-	"/grpc.health.v1.Health/List":  true,
+	"/mesh.v1.GossipService/Sync":   true,
+	"/mesh.v1.GossipService/Gossip": true,
+	"/mesh.v1.MeshAdmin/Members":    true,
+	"/mesh.v1.MeshAdmin/Join":       true,
+	"/mesh.v1.MeshAdmin/SetMeta":    true,
+	"/mesh.v1.MeshAdmin/Leave":      true,
+	"/mesh.v1.MeshAdmin/Watch":      true,
+	"/grpc.health.v1.Health/Check":  true,
+	"/grpc.health.v1.Health/Watch":  true,
+	"/grpc.health.v1.Health/List":   true,
 }
 
 func (g *grpcMetrics) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
@@ -170,25 +200,57 @@ func (g *grpcMetrics) TagRPC(ctx context.Context, info *stats.RPCTagInfo) contex
 			m = "Health." + m
 		}
 	}
-	return context.WithValue(ctx, rpcKey{}, m)
+	return context.WithValue(ctx, rpcKey{}, &rpc{method: m})
 }
 
+// HandleRPC counts bytes and times exchanges: on the server from a
+// request received to its answer sent, on the client from a request sent
+// to its answer received. Exchanges left unanswered when the RPC ends
+// (a refused Sync call, a timeout, a reset stream) count as errors.
 func (g *grpcMetrics) HandleRPC(ctx context.Context, s stats.RPCStats) {
-	m, _ := ctx.Value(rpcKey{}).(string)
+	r, _ := ctx.Value(rpcKey{}).(*rpc)
+	if r == nil {
+		return
+	}
+	timed := r.method == "Sync" || r.method == "Gossip"
 	switch s := s.(type) {
 	case *stats.InPayload:
-		g.recv.WithLabelValues(g.side, m).Add(float64(s.WireLength))
+		g.recv.WithLabelValues(g.side, r.method).Add(float64(s.WireLength))
+		if timed && g.side == "server" {
+			r.start(s.RecvTime)
+		} else if timed {
+			g.observe(r, s.RecvTime, s.Payload)
+		}
 	case *stats.OutPayload:
-		g.sent.WithLabelValues(g.side, m).Add(float64(s.WireLength))
+		g.sent.WithLabelValues(g.side, r.method).Add(float64(s.WireLength))
+		if timed && g.side == "client" {
+			r.start(s.SentTime)
+		} else if timed {
+			g.observe(r, s.SentTime, s.Payload)
+		}
 	case *stats.End:
-		if m == "Sync" {
-			outcome := "ok"
-			if s.Error != nil {
-				outcome = "error"
+		for timed {
+			t0, ok := r.finish()
+			if !ok {
+				break
 			}
-			g.duration.WithLabelValues(g.side, outcome).Observe(s.EndTime.Sub(s.BeginTime).Seconds())
+			g.duration.WithLabelValues(g.side, "error").Observe(s.EndTime.Sub(t0).Seconds())
 		}
 	}
+}
+
+// observe times the oldest unanswered exchange of r, answered at t with
+// answer (a refusal on a stream is an answer with a code).
+func (g *grpcMetrics) observe(r *rpc, t time.Time, answer any) {
+	t0, ok := r.finish()
+	if !ok {
+		return
+	}
+	outcome := "ok"
+	if a, _ := answer.(*meshpb.SyncResponse); a.GetCode() != 0 {
+		outcome = "error"
+	}
+	g.duration.WithLabelValues(g.side, outcome).Observe(t.Sub(t0).Seconds())
 }
 
 func (g *grpcMetrics) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }

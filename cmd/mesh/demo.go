@@ -198,7 +198,7 @@ func (d *demo) startPeer(name string) error {
 		lis.Close()
 		return err
 	}
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(peer.ServerOptions()...)
 	meshpb.RegisterGossipServiceServer(srv, p)
 	go srv.Serve(lis) // returns when srv stops
 	go p.Run()        // returns when p stops
