@@ -4,13 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/stats"
 
@@ -30,7 +28,6 @@ type meshCluster struct {
 	wireRead   atomic.Int64 // HTTP/2 bytes read by every server
 	wireWrite  atomic.Int64 // HTTP/2 bytes written by every server
 	configSeen peer.PeerConfig
-	dialOpts   []grpc.DialOption // every peer's, see newGRPCTransport
 }
 
 type meshNode struct {
@@ -50,10 +47,6 @@ type meshNode struct {
 // at its default.
 func startMesh(n int, period time.Duration, tr *tracker, seed uint64) (*meshCluster, error) {
 	c := &meshCluster{period: period, tr: tr, loss: newLoss(seed)}
-	// The timings the library's default transport derives its dial options
-	// from, with the defaults filled in (the peer is never run).
-	d := peer.NewPeer(peer.PeerConfig{SelfEndpoint: "127.0.0.1:1", PingPeriod: period}).Config()
-	c.dialOpts = dialOptions(d)
 	for range n {
 		if err := c.start(); err != nil {
 			c.close()
@@ -71,7 +64,7 @@ func (c *meshCluster) start() error {
 	}
 	addr := lis.Addr().String()
 	n := &meshNode{
-		srv:     grpc.NewServer(grpc.StatsHandler(&payloadCounter{n: &c.payload})),
+		srv:     grpc.NewServer(append(peer.ServerOptions(), grpc.StatsHandler(&payloadCounter{n: &c.payload}))...),
 		addr:    addr,
 		runDone: make(chan struct{}),
 		subDone: make(chan struct{}),
@@ -87,12 +80,13 @@ func (c *meshCluster) start() error {
 	cfg := peer.PeerConfig{
 		SelfEndpoint: addr,
 		PingPeriod:   c.period,
-		Transport:    newGRPCTransport(c.loss, append(slices.Clip(c.dialOpts), grpc.WithContextDialer(dial))),
+		DialOptions:  []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithContextDialer(dial)},
 	}
 	if err := cfg.Validate(); err != nil {
 		lis.Close()
 		return fmt.Errorf("mesh: peer config: %w", err)
 	}
+	cfg.Transport = lossyTransport{Transport: peer.NewTransport(cfg), loss: c.loss}
 	n.p = peer.NewPeer(cfg)
 	meshpb.RegisterGossipServiceServer(n.srv, n.p)
 	c.tr.observe(addr)
@@ -224,80 +218,27 @@ func (p *payloadCounter) HandleRPC(_ context.Context, s stats.RPCStats) {
 	}
 }
 
-// grpcTransport is a peer.Transport like the library's default (unexported)
-// one: one lazily dialled *grpc.ClientConn per partner address, reused
-// across rounds, closed by Forget in the background, connected ahead of
-// a call by Connect (peer.WaitReady). It adds loss injection: each Sync
-// request and each answer is dropped with the cluster's loss probability.
-// A dropped message looks as it would on a network: the call waits for its
-// deadline and fails. So one call fails with probability 1-(1-p)², as one
-// memberlist ping/ack does.
-type grpcTransport struct {
+// lossyTransport is the library's default transport (peer.NewTransport)
+// with loss injection: each Sync request and each answer is dropped with
+// the cluster's loss probability. A dropped message looks as it would on
+// a network: the call waits for its deadline and fails. So one call fails
+// with probability 1-(1-p)², as one memberlist ping/ack does.
+type lossyTransport struct {
+	peer.Transport
 	loss *loss
-	opts []grpc.DialOption
-
-	mu      sync.Mutex
-	conns   map[string]*grpc.ClientConn
-	closed  bool
-	closing sync.WaitGroup // Forget closes in the background, as the default does
 }
 
 var (
-	_ peer.Transport = (*grpcTransport)(nil)
-	_ peer.Connector = (*grpcTransport)(nil)
+	_ peer.Transport = lossyTransport{}
+	_ peer.Connector = lossyTransport{}
 )
 
-func newGRPCTransport(l *loss, opts []grpc.DialOption) *grpcTransport {
-	return &grpcTransport{loss: l, opts: opts, conns: map[string]*grpc.ClientConn{}}
-}
-
-// dialOptions returns the options the library's default transport dials
-// with (peer/grpc.go, newGRPCTransport): a reconnect backoff from half the
-// period up to MaxRetryInterval and DialTimeout per attempt, instead of
-// gRPC's defaults (1 s growing to 120 s, 20 s per attempt), and a
-// connection idle for MaxRetryInterval closed. With gRPC's backoff, one
-// refused or reset connection would leave the partner unreachable for
-// ten periods or more; without the idle timeout, a connection to a former
-// partner (the seed, say) would stay open for good.
-func dialOptions(c peer.PeerConfig) []grpc.DialOption {
-	bo := backoff.DefaultConfig
-	bo.BaseDelay, bo.MaxDelay = min(c.PingPeriod, c.RPCTimeout)/2, c.MaxRetryInterval
-	return []grpc.DialOption{
-		grpc.WithConnectParams(grpc.ConnectParams{Backoff: bo, MinConnectTimeout: c.DialTimeout}),
-		grpc.WithIdleTimeout(c.MaxRetryInterval),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-	}
-}
-
-// conn returns the connection to addr, dialling it if needed.
-func (t *grpcTransport) conn(addr string) (*grpc.ClientConn, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.closed {
-		return nil, fmt.Errorf("dial %s: transport closed", addr)
-	}
-	if c := t.conns[addr]; c != nil {
-		return c, nil
-	}
-	c, err := grpc.NewClient(addr, t.opts...)
-	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", addr, err)
-	}
-	t.conns[addr] = c
-	return c, nil
-}
-
-func (t *grpcTransport) Sync(ctx context.Context, addr string, req *meshpb.SyncRequest) (*meshpb.SyncResponse, error) {
+func (t lossyTransport) Sync(ctx context.Context, addr string, req *meshpb.SyncRequest) (*meshpb.SyncResponse, error) {
 	if t.loss.drop() {
 		<-ctx.Done()
 		return nil, fmt.Errorf("sync with %s: request dropped by injected loss: %w", addr, ctx.Err())
 	}
-	c, err := t.conn(addr)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := meshpb.NewGossipServiceClient(c).Sync(ctx, req)
-
+	resp, err := t.Transport.Sync(ctx, addr, req)
 	if err == nil && t.loss.drop() {
 		<-ctx.Done()
 		return nil, fmt.Errorf("sync with %s: answer dropped by injected loss: %w", addr, ctx.Err())
@@ -306,37 +247,7 @@ func (t *grpcTransport) Sync(ctx context.Context, addr string, req *meshpb.SyncR
 }
 
 // Connect gives the connection its own deadline before the call's, as the
-// default transport does (peer.DialTimeout).
-func (t *grpcTransport) Connect(ctx context.Context, addr string) error {
-	c, err := t.conn(addr)
-	if err != nil {
-		return err
-	}
-	return peer.WaitReady(ctx, c)
-}
-
-func (t *grpcTransport) Forget(addr string) {
-	t.mu.Lock()
-	c := t.conns[addr]
-	delete(t.conns, addr)
-	if c != nil {
-		t.closing.Add(1)
-		go func() { // Close can block while calls drain; Forget must not
-			defer t.closing.Done()
-			c.Close()
-		}()
-	}
-	t.mu.Unlock()
-}
-
-func (t *grpcTransport) Close() error {
-	t.mu.Lock()
-	conns := t.conns
-	t.conns, t.closed = map[string]*grpc.ClientConn{}, true
-	t.mu.Unlock()
-	for _, c := range conns {
-		c.Close()
-	}
-	t.closing.Wait()
-	return nil
+// default transport does.
+func (t lossyTransport) Connect(ctx context.Context, addr string) error {
+	return t.Transport.(peer.Connector).Connect(ctx, addr)
 }
