@@ -71,12 +71,14 @@ func newGRPCTransport(cfg PeerConfig) *grpcTransport {
 	}
 	bo := backoff.DefaultConfig
 	bo.BaseDelay, bo.MaxDelay = min(cfg.PingPeriod, cfg.RPCTimeout)/2, cfg.MaxRetryInterval
-	// A connection no call used for MaxRetryInterval closes: the overlay
-	// changes a peer's partners now and then, and a connection to a
-	// former one would otherwise stay open for good.
+	// A stream unused for half of MaxRetryInterval closes, and its
+	// connection after as long again: the overlay changes a peer's
+	// partners now and then, and a connection to a former one would
+	// otherwise stay open for good.
+	idle := cfg.MaxRetryInterval / 2
 	opts = append(append([]grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{Backoff: bo, MinConnectTimeout: cfg.DialTimeout}),
-		grpc.WithIdleTimeout(cfg.MaxRetryInterval)}, dialWindows()...), opts...)
-	t := &grpcTransport{opts: opts, idle: cfg.MaxRetryInterval, maxAge: 20 * cfg.MaxRetryInterval, partners: map[string]*partner{}}
+		grpc.WithIdleTimeout(idle)}, dialWindows()...), opts...)
+	t := &grpcTransport{opts: opts, idle: idle, maxAge: 20 * cfg.MaxRetryInterval, partners: map[string]*partner{}}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	return t
 }

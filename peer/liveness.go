@@ -26,8 +26,9 @@ func (s *state) overlay() *overlay {
 
 // refreshOverlay recomputes this peer's subjects after the view or the
 // pending members changed, and watches the new ones. Connections to
-// former ones close once idle for MaxRetryInterval (the default
-// transport's idle timeout), removed members' at once (changed): closing
+// former ones close once idle (the default transport closes an unused
+// stream, then its connection, each after MaxRetryInterval/2), removed
+// members' at once (changed): closing
 // them here would cancel calls in flight whenever a join reshapes the
 // overlay.
 func (s *state) refreshOverlay(now time.Time) {

@@ -212,7 +212,7 @@ func TestStreamThatStallsIsReset(t *testing.T) {
 	waitUntil(t, func() bool { began, ended := rpcs.counts("Gossip"); return began == 2 && ended >= 1 })
 }
 
-// A stream unused for MaxRetryInterval closes, so that its connection can
+// A stream unused for MaxRetryInterval/2 closes, so that its connection can
 // go idle and close too.
 func TestIdleStreamCloses(t *testing.T) {
 	addr, rpcs := serve(t, NewPeer(PeerConfig{SelfEndpoint: "127.0.0.1:2", PingPeriod: 50 * time.Millisecond}))
