@@ -12,7 +12,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/gossipmesh/mesh/meshpb"
 )
@@ -23,6 +25,7 @@ import (
 // partner that does not implement Gossip.
 type grpcTransport struct {
 	opts   []grpc.DialOption
+	self   string        // the requester, named once per stream
 	idle   time.Duration // a stream unused this long is closed, then its connection
 	maxAge time.Duration // a stream this old takes no new calls
 	ctx    context.Context
@@ -78,7 +81,7 @@ func newGRPCTransport(cfg PeerConfig) *grpcTransport {
 	idle := cfg.MaxRetryInterval / 2
 	opts = append(append([]grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{Backoff: bo, MinConnectTimeout: cfg.DialTimeout}),
 		grpc.WithIdleTimeout(idle)}, dialWindows()...), opts...)
-	t := &grpcTransport{opts: opts, idle: idle, maxAge: 20 * cfg.MaxRetryInterval, partners: map[string]*partner{}}
+	t := &grpcTransport{opts: opts, self: cfg.SelfEndpoint, idle: idle, maxAge: 20 * cfg.MaxRetryInterval, partners: map[string]*partner{}}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	return t
 }
@@ -117,7 +120,7 @@ func (t *grpcTransport) Sync(ctx context.Context, addr string, req *meshpb.SyncR
 		if err != nil {
 			return nil, err
 		}
-		resp, err := g.call(ctx, req)
+		resp, err := g.call(ctx, withoutFrom(req, t.self))
 		switch {
 		case errors.Is(err, errNotSent): // retired meanwhile: take the next stream
 		case status.Code(err) == codes.Unimplemented:
@@ -128,6 +131,20 @@ func (t *grpcTransport) Sync(ctx context.Context, addr string, req *meshpb.SyncR
 			return resp, err
 		}
 	}
+}
+
+// withoutFrom returns req without its From when the stream's metadata
+// says the same and req is a probe or a digest request: the two a round
+// sends most, whose sender's address would otherwise be most of their
+// bytes. req is the caller's, so it is copied, which costs little on
+// these small messages.
+func withoutFrom(req *meshpb.SyncRequest, self string) *meshpb.SyncRequest {
+	if req.GetFrom() != self || req.GetFull() || req.GetPush() {
+		return req
+	}
+	r := proto.Clone(req).(*meshpb.SyncRequest)
+	r.From = ""
+	return r
 }
 
 // stream returns pt's stream, opening one if it has none it can use. The
@@ -148,7 +165,7 @@ func (t *grpcTransport) stream(ctx context.Context, pt *partner) (*gossipStream,
 	if g != nil {
 		g.retire() // too old: the partner answers what it has, then ends it
 	}
-	sctx, cancel := context.WithCancel(t.ctx)
+	sctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(t.ctx, fromKey, t.self))
 	stop := context.AfterFunc(ctx, cancel)
 	s, err := meshpb.NewGossipServiceClient(pt.cc).Gossip(sctx)
 	if !stop() && err == nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/gossipmesh/mesh/meshpb"
@@ -250,6 +251,22 @@ func (p *Peer) Sync(ctx context.Context, req *meshpb.SyncRequest) (*meshpb.SyncR
 // answers one; a refusal goes back as the response's code and error and
 // the stream goes on. It is the gRPC handler.
 func (p *Peer) Gossip(s meshpb.GossipService_GossipServer) error {
+	return serveStream(s, p.Sync)
+}
+
+// fromKey is the stream metadata that names the requester once, so that
+// probes and digest requests on the stream need not (see withoutFrom).
+const fromKey = "mesh-from"
+
+// serveStream answers each request of s with handle, in order. A request
+// without a From gets the stream's.
+func serveStream(s meshpb.GossipService_GossipServer, handle func(context.Context, *meshpb.SyncRequest) (*meshpb.SyncResponse, error)) error {
+	var from string
+	if md, ok := metadata.FromIncomingContext(s.Context()); ok {
+		if v := md.Get(fromKey); len(v) == 1 {
+			from = v[0]
+		}
+	}
 	for {
 		req, err := s.Recv()
 		if errors.Is(err, io.EOF) {
@@ -258,7 +275,10 @@ func (p *Peer) Gossip(s meshpb.GossipService_GossipServer) error {
 		if err != nil {
 			return err
 		}
-		resp, err := p.Sync(s.Context(), req)
+		if req.GetFrom() == "" {
+			req.From = from
+		}
+		resp, err := handle(s.Context(), req)
 		if err != nil {
 			st := status.Convert(err)
 			resp = &meshpb.SyncResponse{Code: uint32(st.Code()), Error: st.Message()}

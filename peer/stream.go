@@ -66,6 +66,10 @@ func (g *gossipStream) usable(maxAge time.Duration) bool {
 func (g *gossipStream) call(ctx context.Context, req *meshpb.SyncRequest) (*meshpb.SyncResponse, error) {
 	w := make(chan streamReply, 1)
 	g.sendMu.Lock()
+	if err := ctx.Err(); err != nil { // waited out another Send, whose own deadline resets a stalled stream
+		g.sendMu.Unlock()
+		return nil, status.FromContextError(err).Err()
+	}
 	g.mu.Lock()
 	if g.ended != nil || g.retired {
 		g.mu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -21,6 +22,7 @@ import (
 type rpcCounter struct {
 	mu           sync.Mutex
 	began, ended map[string]int
+	from         []string // From of each request as it came over the wire
 }
 
 type methodKey struct{}
@@ -33,11 +35,15 @@ func (c *rpcCounter) HandleRPC(ctx context.Context, s stats.RPCStats) {
 	m, _ := ctx.Value(methodKey{}).(string)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	switch s.(type) {
+	switch s := s.(type) {
 	case *stats.Begin:
 		c.began[m]++
 	case *stats.End:
 		c.ended[m]++
+	case *stats.InPayload:
+		if req, ok := s.Payload.(*meshpb.SyncRequest); ok {
+			c.from = append(c.from, req.GetFrom())
+		}
 	}
 }
 
@@ -237,5 +243,56 @@ func waitUntil(t *testing.T, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatal("condition not met within 5 s")
 		}
+	}
+}
+
+// recorder answers a stream as a Peer does, recording the From its
+// handler sees.
+type recorder struct {
+	meshpb.UnimplementedGossipServiceServer
+	mu   sync.Mutex
+	from []string
+}
+
+func (r *recorder) Gossip(s meshpb.GossipService_GossipServer) error {
+	return serveStream(s, func(_ context.Context, req *meshpb.SyncRequest) (*meshpb.SyncResponse, error) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.from = append(r.from, req.GetFrom())
+		return &meshpb.SyncResponse{}, nil
+	})
+}
+
+// A stream names its requester once: probes and digest requests go
+// without their From, and the handler sees it all the same.
+func TestStreamNamesTheRequesterOnce(t *testing.T) {
+	rec := &recorder{}
+	addr, rpcs := serve(t, rec)
+	tr := testTransport(t) // its address: 127.0.0.1:1
+	reqs := []*meshpb.SyncRequest{
+		{From: "127.0.0.1:1", Probe: true},
+		{From: "127.0.0.1:1", Digest: 7, Ages: []byte{1, 2}},
+		{From: "127.0.0.1:1", Push: true, Delta: []*meshpb.Entry{{Addr: "127.0.0.1:1"}}},
+		{From: "127.0.0.1:9", Probe: true},
+	}
+	for _, req := range reqs {
+		if _, err := tr.Sync(within(t, 5*time.Second), addr, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rpcs.mu.Lock()
+	wire := slices.Clone(rpcs.from)
+	rpcs.mu.Unlock()
+	if want := []string{"", "", "127.0.0.1:1", "127.0.0.1:9"}; !slices.Equal(wire, want) {
+		t.Errorf("From on the wire: %q, want %q", wire, want)
+	}
+	rec.mu.Lock()
+	seen := slices.Clone(rec.from)
+	rec.mu.Unlock()
+	if want := []string{"127.0.0.1:1", "127.0.0.1:1", "127.0.0.1:1", "127.0.0.1:9"}; !slices.Equal(seen, want) {
+		t.Errorf("From the handler saw: %q, want %q", seen, want)
+	}
+	if reqs[0].GetFrom() != "127.0.0.1:1" {
+		t.Error("the caller's request was changed")
 	}
 }
