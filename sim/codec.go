@@ -78,9 +78,23 @@ func send[M proto.Message](s *Sim, msg M, fresh func() M) (M, int) {
 		msg = cp
 	}
 	s.tr.message(msg)
+	size = onStream(msg, size)
 	s.stats.Messages++
 	s.stats.Bytes += uint64(size)
 	return msg, size
+}
+
+// grpcPrefix is gRPC's length prefix of every message.
+const grpcPrefix = 5
+
+// onStream is what a message of encoded size costs on a Gossip stream, as
+// the peer's default transport sends it: gRPC's prefix, and no From in a
+// probe or digest request (the stream's metadata names the requester).
+func onStream(msg proto.Message, size int) int {
+	if r, ok := msg.(*meshpb.SyncRequest); ok && !r.GetFull() && !r.GetPush() {
+		size -= lenSize(2, r.GetFrom())
+	}
+	return size + grpcPrefix
 }
 
 // msgSize is proto.Size of a SyncRequest or SyncResponse, computed
@@ -209,7 +223,8 @@ func responseSize(m *meshpb.SyncResponse) int {
 		lenSize(3, m.GetFresherAges()) + versionSize(4, m.GetVersion()) + deltaSize(5, m.GetDelta()) +
 		agesSize(6, m.GetNamedAges()) + varSize(7, m.GetClock()) + varSize(8, m.GetFloor()) +
 		varSize(9, m.GetCut()) + packedVarSize(10, m.GetOtherIndex()) + packedFixedSize(11, m.GetOtherDigest()) +
-		reportsSize(12, m.GetReports()) + varSize(13, m.GetHeartbeat()) + len(m.ProtoReflect().GetUnknown())
+		reportsSize(12, m.GetReports()) + varSize(13, m.GetHeartbeat()) + varSize(14, uint64(m.GetCode())) +
+		lenSize(15, m.GetError()) + len(m.ProtoReflect().GetUnknown())
 }
 
 // message folds a message's content into the digest, field by field in

@@ -113,7 +113,7 @@ type Stats struct {
 	Events       uint64 // events processed
 	Rounds       uint64 // gossip rounds run
 	Messages     uint64 // Sync requests and answers sent
-	Bytes        uint64 // their encoded protobuf size
+	Bytes        uint64 // their cost on a Gossip stream: encoding and gRPC prefix (see onStream)
 	Lost         uint64 // messages lost to the loss rate
 	Partitioned  uint64 // messages dropped by a partition
 	Timeouts     uint64 // calls failed at their deadline
