@@ -6,7 +6,7 @@
 // grpc.Server; Run gossips every PingPeriod until Stop:
 //
 //	p := peer.NewPeer(peer.PeerConfig{SelfEndpoint: "10.0.0.7:7946", PingPeriod: time.Second})
-//	srv := grpc.NewServer()
+//	srv := grpc.NewServer(peer.ServerOptions()...)
 //	meshpb.RegisterGossipServiceServer(srv, p)
 //	go srv.Serve(lis)
 //	go p.Run()
@@ -20,7 +20,8 @@
 // arrives) and liveness.go with its types, overlay.go (who observes
 // whom), detector.go (whether a probe reaches a subject), reports.go
 // (observers' alerts, a CRDT) and outbox.go (batched pushes). Peer adds
-// the lock, the ticker and the transport.
+// the lock, the ticker and the transport: grpc.go and stream.go, one
+// long-lived Gossip stream per partner.
 // mesh/docs/PROTOCOL.md explains the exchange, the removal rule and why the
 // cluster converges.
 //
