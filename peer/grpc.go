@@ -24,12 +24,13 @@ import (
 // long-lived Gossip stream that carries every call; Sync only for a
 // partner that does not implement Gossip.
 type grpcTransport struct {
-	opts   []grpc.DialOption
-	self   string        // the requester, named once per stream
-	idle   time.Duration // a stream unused this long is closed, then its connection
-	maxAge time.Duration // a stream this old takes no new calls
-	ctx    context.Context
-	cancel context.CancelFunc // ends every stream
+	opts    []grpc.DialOption
+	self    string // the requester and its cluster, named once per stream
+	cluster string
+	idle    time.Duration // a stream unused this long is closed, then its connection
+	maxAge  time.Duration // a stream this old takes no new calls
+	ctx     context.Context
+	cancel  context.CancelFunc // ends every stream
 
 	mu       sync.Mutex
 	partners map[string]*partner
@@ -81,7 +82,7 @@ func newGRPCTransport(cfg PeerConfig) *grpcTransport {
 	idle := cfg.MaxRetryInterval / 2
 	opts = append(append([]grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{Backoff: bo, MinConnectTimeout: cfg.DialTimeout}),
 		grpc.WithIdleTimeout(idle)}, dialWindows()...), opts...)
-	t := &grpcTransport{opts: opts, self: cfg.SelfEndpoint, idle: idle, maxAge: 20 * cfg.MaxRetryInterval, partners: map[string]*partner{}}
+	t := &grpcTransport{opts: opts, self: cfg.SelfEndpoint, cluster: cfg.ClusterName, idle: idle, maxAge: 20 * cfg.MaxRetryInterval, partners: map[string]*partner{}}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	return t
 }
@@ -120,7 +121,7 @@ func (t *grpcTransport) Sync(ctx context.Context, addr string, req *meshpb.SyncR
 		if err != nil {
 			return nil, err
 		}
-		resp, err := g.call(ctx, withoutFrom(req, t.self))
+		resp, err := g.call(ctx, t.withoutIdentity(req))
 		switch {
 		case errors.Is(err, errNotSent): // retired meanwhile: take the next stream
 		case status.Code(err) == codes.Unimplemented:
@@ -133,17 +134,24 @@ func (t *grpcTransport) Sync(ctx context.Context, addr string, req *meshpb.SyncR
 	}
 }
 
-// withoutFrom returns req without its From when the stream's metadata
-// says the same and req is a probe or a digest request: the two a round
-// sends most, whose sender's address would otherwise be most of their
-// bytes. req is the caller's, so it is copied, which costs little on
-// these small messages.
-func withoutFrom(req *meshpb.SyncRequest, self string) *meshpb.SyncRequest {
-	if req.GetFrom() != self || req.GetFull() || req.GetPush() {
+// withoutIdentity returns req without its From and Cluster where the
+// stream's metadata says the same, when req is a probe or a digest
+// request: the two a round sends most, whose sender's address would
+// otherwise be most of their bytes. req is the caller's, so it is copied,
+// which costs little on these small messages.
+func (t *grpcTransport) withoutIdentity(req *meshpb.SyncRequest) *meshpb.SyncRequest {
+	from := req.GetFrom() != "" && req.GetFrom() == t.self
+	cluster := req.GetCluster() != "" && req.GetCluster() == t.cluster
+	if !from && !cluster || req.GetFull() || req.GetPush() {
 		return req
 	}
 	r := proto.Clone(req).(*meshpb.SyncRequest)
-	r.From = ""
+	if from {
+		r.From = ""
+	}
+	if cluster {
+		r.Cluster = ""
+	}
 	return r
 }
 
@@ -165,7 +173,7 @@ func (t *grpcTransport) stream(ctx context.Context, pt *partner) (*gossipStream,
 	if g != nil {
 		g.retire() // too old: the partner answers what it has, then ends it
 	}
-	sctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(t.ctx, fromKey, t.self))
+	sctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(t.ctx, fromKey, t.self, clusterKey, t.cluster))
 	stop := context.AfterFunc(ctx, cancel)
 	s, err := meshpb.NewGossipServiceClient(pt.cc).Gossip(sctx)
 	if !stop() && err == nil {

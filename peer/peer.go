@@ -254,17 +254,24 @@ func (p *Peer) Gossip(s meshpb.GossipService_GossipServer) error {
 	return serveStream(s, p.Sync)
 }
 
-// fromKey is the stream metadata that names the requester once, so that
-// probes and digest requests on the stream need not (see withoutFrom).
-const fromKey = "mesh-from"
+// The stream metadata that names the requester and its cluster once, so
+// that probes and digest requests on the stream need not (see
+// withoutIdentity).
+const (
+	fromKey    = "mesh-from"
+	clusterKey = "mesh-cluster"
+)
 
 // serveStream answers each request of s with handle, in order. A request
-// without a From gets the stream's.
+// without a From or a Cluster gets the stream's.
 func serveStream(s meshpb.GossipService_GossipServer, handle func(context.Context, *meshpb.SyncRequest) (*meshpb.SyncResponse, error)) error {
-	var from string
+	var from, cluster string
 	if md, ok := metadata.FromIncomingContext(s.Context()); ok {
 		if v := md.Get(fromKey); len(v) == 1 {
 			from = v[0]
+		}
+		if v := md.Get(clusterKey); len(v) == 1 {
+			cluster = v[0]
 		}
 	}
 	for {
@@ -277,6 +284,9 @@ func serveStream(s meshpb.GossipService_GossipServer, handle func(context.Contex
 		}
 		if req.GetFrom() == "" {
 			req.From = from
+		}
+		if req.GetCluster() == "" {
+			req.Cluster = cluster
 		}
 		resp, err := handle(s.Context(), req)
 		if err != nil {

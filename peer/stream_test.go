@@ -22,7 +22,7 @@ import (
 type rpcCounter struct {
 	mu           sync.Mutex
 	began, ended map[string]int
-	from         []string // From of each request as it came over the wire
+	from         []string // "From Cluster" of each request as it came over the wire
 }
 
 type methodKey struct{}
@@ -42,7 +42,7 @@ func (c *rpcCounter) HandleRPC(ctx context.Context, s stats.RPCStats) {
 		c.ended[m]++
 	case *stats.InPayload:
 		if req, ok := s.Payload.(*meshpb.SyncRequest); ok {
-			c.from = append(c.from, req.GetFrom())
+			c.from = append(c.from, req.GetFrom()+" "+req.GetCluster())
 		}
 	}
 }
@@ -246,34 +246,35 @@ func waitUntil(t *testing.T, cond func() bool) {
 	}
 }
 
-// recorder answers a stream as a Peer does, recording the From its
-// handler sees.
+// recorder answers a stream as a Peer does, recording the From and
+// Cluster its handler sees.
 type recorder struct {
 	meshpb.UnimplementedGossipServiceServer
 	mu   sync.Mutex
-	from []string
+	seen []string
 }
 
 func (r *recorder) Gossip(s meshpb.GossipService_GossipServer) error {
 	return serveStream(s, func(_ context.Context, req *meshpb.SyncRequest) (*meshpb.SyncResponse, error) {
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		r.from = append(r.from, req.GetFrom())
+		r.seen = append(r.seen, req.GetFrom()+" "+req.GetCluster())
 		return &meshpb.SyncResponse{}, nil
 	})
 }
 
-// A stream names its requester once: probes and digest requests go
-// without their From, and the handler sees it all the same.
+// A stream names its requester and cluster once: probes and digest
+// requests go without them, and the handler sees them all the same.
 func TestStreamNamesTheRequesterOnce(t *testing.T) {
 	rec := &recorder{}
 	addr, rpcs := serve(t, rec)
-	tr := testTransport(t) // its address: 127.0.0.1:1
+	tr := newGRPCTransport(sanitize(PeerConfig{SelfEndpoint: "127.0.0.1:1", PingPeriod: 50 * time.Millisecond, ClusterName: "c"}).withDefaults())
+	defer tr.Close()
 	reqs := []*meshpb.SyncRequest{
-		{From: "127.0.0.1:1", Probe: true},
-		{From: "127.0.0.1:1", Digest: 7, Ages: []byte{1, 2}},
-		{From: "127.0.0.1:1", Push: true, Delta: []*meshpb.Entry{{Addr: "127.0.0.1:1"}}},
-		{From: "127.0.0.1:9", Probe: true},
+		{From: "127.0.0.1:1", Cluster: "c", Probe: true},
+		{From: "127.0.0.1:1", Cluster: "c", Digest: 7, Ages: []byte{1, 2}},
+		{From: "127.0.0.1:1", Cluster: "c", Push: true, Delta: []*meshpb.Entry{{Addr: "127.0.0.1:1"}}},
+		{From: "127.0.0.1:9", Cluster: "d", Probe: true},
 	}
 	for _, req := range reqs {
 		if _, err := tr.Sync(within(t, 5*time.Second), addr, req); err != nil {
@@ -283,16 +284,16 @@ func TestStreamNamesTheRequesterOnce(t *testing.T) {
 	rpcs.mu.Lock()
 	wire := slices.Clone(rpcs.from)
 	rpcs.mu.Unlock()
-	if want := []string{"", "", "127.0.0.1:1", "127.0.0.1:9"}; !slices.Equal(wire, want) {
-		t.Errorf("From on the wire: %q, want %q", wire, want)
+	if want := []string{" ", " ", "127.0.0.1:1 c", "127.0.0.1:9 d"}; !slices.Equal(wire, want) {
+		t.Errorf("From and Cluster on the wire: %q, want %q", wire, want)
 	}
 	rec.mu.Lock()
-	seen := slices.Clone(rec.from)
+	seen := slices.Clone(rec.seen)
 	rec.mu.Unlock()
-	if want := []string{"127.0.0.1:1", "127.0.0.1:1", "127.0.0.1:1", "127.0.0.1:9"}; !slices.Equal(seen, want) {
-		t.Errorf("From the handler saw: %q, want %q", seen, want)
+	if want := []string{"127.0.0.1:1 c", "127.0.0.1:1 c", "127.0.0.1:1 c", "127.0.0.1:9 d"}; !slices.Equal(seen, want) {
+		t.Errorf("From and Cluster the handler saw: %q, want %q", seen, want)
 	}
-	if reqs[0].GetFrom() != "127.0.0.1:1" {
+	if reqs[0].GetFrom() != "127.0.0.1:1" || reqs[0].GetCluster() != "c" {
 		t.Error("the caller's request was changed")
 	}
 }

@@ -88,11 +88,11 @@ func send[M proto.Message](s *Sim, msg M, fresh func() M) (M, int) {
 const grpcPrefix = 5
 
 // onStream is what a message of encoded size costs on a Gossip stream, as
-// the peer's default transport sends it: gRPC's prefix, and no From in a
-// probe or digest request (the stream's metadata names the requester).
+// the peer's default transport sends it: gRPC's prefix, and no From or
+// Cluster in a probe or digest request (the stream's metadata names them).
 func onStream(msg proto.Message, size int) int {
 	if r, ok := msg.(*meshpb.SyncRequest); ok && !r.GetFull() && !r.GetPush() {
-		size -= lenSize(2, r.GetFrom())
+		size -= lenSize(2, r.GetFrom()) + lenSize(1, r.GetCluster())
 	}
 	return size + grpcPrefix
 }
