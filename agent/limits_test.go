@@ -51,7 +51,7 @@ func TestLimitsRefuseOverGRPC(t *testing.T) {
 		code codes.Code
 		want string
 	}{
-		{"message above MaxMsgBytes", &meshpb.SyncRequest{Full: true, Ages: make([]byte, 300<<10)},
+		{"message above MaxMsgBytes", &meshpb.SyncRequest{Digest: 1, Holders: make([]byte, 300<<10)},
 			codes.ResourceExhausted, "received message larger than max"},
 		{"delta above MaxDeltaEntries", &meshpb.SyncRequest{Full: true, Delta: many(1025)},
 			codes.ResourceExhausted, "delta of 1025 entries, above MaxDeltaEntries (1024)"},
@@ -92,7 +92,7 @@ func TestMaxMsgBytesBoundsAnswers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	big := &meshpb.SyncResponse{Digest: 1, FresherAges: make([]byte, 300<<10)}
+	big := &meshpb.SyncResponse{Holders: make([]byte, 300<<10)}
 	srv := grpc.NewServer()
 	meshpb.RegisterGossipServiceServer(srv, &fakeGossip{resp: big})
 	go srv.Serve(lis)

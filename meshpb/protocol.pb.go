@@ -390,73 +390,11 @@ func (x *WriterTime) GetTime() uint64 {
 	return 0
 }
 
-// Age is liveness evidence for one peer, by address: the peer was known to
-// be running `periods` rounds ago.
-type Age struct {
-	state   protoimpl.MessageState `protogen:"open.v1"`
-	Addr    string                 `protobuf:"bytes,1,opt,name=addr,proto3" json:"addr,omitempty"`
-	Periods uint32                 `protobuf:"varint,2,opt,name=periods,proto3" json:"periods,omitempty"`
-	// Digest of the state the peer held at that time.
-	Digest        uint64 `protobuf:"fixed64,3,opt,name=digest,proto3" json:"digest,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *Age) Reset() {
-	*x = Age{}
-	mi := &file_protocol_proto_msgTypes[4]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *Age) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*Age) ProtoMessage() {}
-
-func (x *Age) ProtoReflect() protoreflect.Message {
-	mi := &file_protocol_proto_msgTypes[4]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use Age.ProtoReflect.Descriptor instead.
-func (*Age) Descriptor() ([]byte, []int) {
-	return file_protocol_proto_rawDescGZIP(), []int{4}
-}
-
-func (x *Age) GetAddr() string {
-	if x != nil {
-		return x.Addr
-	}
-	return ""
-}
-
-func (x *Age) GetPeriods() uint32 {
-	if x != nil {
-		return x.Periods
-	}
-	return 0
-}
-
-func (x *Age) GetDigest() uint64 {
-	if x != nil {
-		return x.Digest
-	}
-	return 0
-}
-
-// SyncRequest opens an exchange. A round first sends only digest and ages
-// (a few bytes per member); when the digests differ the requester follows
-// with a second request that carries its version vector and the entries the
-// responder lacks.
+// SyncRequest opens an exchange. A round first sends only the digest and
+// what the requester knows of who holds that state (two bytes once the
+// cluster has converged); when the digests differ the requester follows
+// with a second request that carries its version vector and the entries
+// the responder lacks.
 type SyncRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Cluster name; a peer refuses requests from another cluster.
@@ -465,16 +403,10 @@ type SyncRequest struct {
 	From string `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
 	// Digest of the requester's whole membership state (live and tombstones).
 	Digest uint64 `protobuf:"fixed64,3,opt,name=digest,proto3" json:"digest,omitempty"`
-	// Dense liveness evidence: ages[i] is the age in rounds of the evidence
-	// for the i-th live member in address order. Only meaningful to a
-	// responder whose digest equals `digest`. 255 means "no evidence".
-	Ages []byte `protobuf:"bytes,4,opt,name=ages,proto3" json:"ages,omitempty"`
 	// Set in the second request of an exchange.
 	Full    bool          `protobuf:"varint,5,opt,name=full,proto3" json:"full,omitempty"`
 	Version []*WriterTime `protobuf:"bytes,6,rep,name=version,proto3" json:"version,omitempty"`
 	Delta   []*Entry      `protobuf:"bytes,7,rep,name=delta,proto3" json:"delta,omitempty"`
-	// Liveness evidence by address, used when the views differ.
-	NamedAges []*Age `protobuf:"bytes,8,rep,name=named_ages,json=namedAges,proto3" json:"named_ages,omitempty"`
 	// Requester's Lamport clock.
 	Clock uint64 `protobuf:"varint,9,opt,name=clock,proto3" json:"clock,omitempty"`
 	// Non-zero when delta was cut short: it holds every write the responder
@@ -483,24 +415,25 @@ type SyncRequest struct {
 	// Set by a leaving peer: apply delta (its own tombstone) and answer
 	// with nothing; version is empty and claims nothing.
 	Push bool `protobuf:"varint,11,opt,name=push,proto3" json:"push,omitempty"`
-	// Members (view indexes, as ages) whose freshest evidence shows them
-	// holding a state other than `digest`, and that state's digest. Empty in
-	// a converged cluster.
-	OtherIndex  []uint32 `protobuf:"varint,12,rep,packed,name=other_index,json=otherIndex,proto3" json:"other_index,omitempty"`
-	OtherDigest []uint64 `protobuf:"fixed64,13,rep,packed,name=other_digest,json=otherDigest,proto3" json:"other_digest,omitempty"`
 	// Observer reports: in a push, the new ones; in the second request of an
 	// exchange, all the requester holds.
 	Reports []*Report `protobuf:"bytes,14,rep,name=reports,proto3" json:"reports,omitempty"`
-	// Set when an observer probes one of its subjects: no ages, and the
+	// Set when an observer probes one of its subjects: no digest, and the
 	// answer carries the responder's heartbeat.
-	Probe         bool `protobuf:"varint,15,opt,name=probe,proto3" json:"probe,omitempty"`
+	Probe bool `protobuf:"varint,15,opt,name=probe,proto3" json:"probe,omitempty"`
+	// In a digest request: the members known to hold the state named by
+	// `digest`, a bit per listed member in address order (the i-th is bit
+	// i%8 of byte i/8, lowest bit first), or all_hold when every one is.
+	// Only meaningful to a responder whose digest equals `digest`.
+	Holders       []byte `protobuf:"bytes,16,opt,name=holders,proto3" json:"holders,omitempty"`
+	AllHold       bool   `protobuf:"varint,17,opt,name=all_hold,json=allHold,proto3" json:"all_hold,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SyncRequest) Reset() {
 	*x = SyncRequest{}
-	mi := &file_protocol_proto_msgTypes[5]
+	mi := &file_protocol_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -512,7 +445,7 @@ func (x *SyncRequest) String() string {
 func (*SyncRequest) ProtoMessage() {}
 
 func (x *SyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protocol_proto_msgTypes[5]
+	mi := &file_protocol_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -525,7 +458,7 @@ func (x *SyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncRequest.ProtoReflect.Descriptor instead.
 func (*SyncRequest) Descriptor() ([]byte, []int) {
-	return file_protocol_proto_rawDescGZIP(), []int{5}
+	return file_protocol_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SyncRequest) GetCluster() string {
@@ -549,13 +482,6 @@ func (x *SyncRequest) GetDigest() uint64 {
 	return 0
 }
 
-func (x *SyncRequest) GetAges() []byte {
-	if x != nil {
-		return x.Ages
-	}
-	return nil
-}
-
 func (x *SyncRequest) GetFull() bool {
 	if x != nil {
 		return x.Full
@@ -573,13 +499,6 @@ func (x *SyncRequest) GetVersion() []*WriterTime {
 func (x *SyncRequest) GetDelta() []*Entry {
 	if x != nil {
 		return x.Delta
-	}
-	return nil
-}
-
-func (x *SyncRequest) GetNamedAges() []*Age {
-	if x != nil {
-		return x.NamedAges
 	}
 	return nil
 }
@@ -605,20 +524,6 @@ func (x *SyncRequest) GetPush() bool {
 	return false
 }
 
-func (x *SyncRequest) GetOtherIndex() []uint32 {
-	if x != nil {
-		return x.OtherIndex
-	}
-	return nil
-}
-
-func (x *SyncRequest) GetOtherDigest() []uint64 {
-	if x != nil {
-		return x.OtherDigest
-	}
-	return nil
-}
-
 func (x *SyncRequest) GetReports() []*Report {
 	if x != nil {
 		return x.Reports
@@ -633,27 +538,34 @@ func (x *SyncRequest) GetProbe() bool {
 	return false
 }
 
+func (x *SyncRequest) GetHolders() []byte {
+	if x != nil {
+		return x.Holders
+	}
+	return nil
+}
+
+func (x *SyncRequest) GetAllHold() bool {
+	if x != nil {
+		return x.AllHold
+	}
+	return false
+}
+
 // SyncResponse answers a SyncRequest.
 type SyncResponse struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Digest uint64                 `protobuf:"fixed64,1,opt,name=digest,proto3" json:"digest,omitempty"`
-	// Sparse liveness evidence fresher than what the request's dense ages
-	// showed: fresher_ages[j] is the age of member fresher_index[j].
-	FresherIndex []uint32 `protobuf:"varint,2,rep,packed,name=fresher_index,json=fresherIndex,proto3" json:"fresher_index,omitempty"`
-	FresherAges  []byte   `protobuf:"bytes,3,opt,name=fresher_ages,json=fresherAges,proto3" json:"fresher_ages,omitempty"`
 	// When digests differ, the responder's version vector (first request) or
 	// the entries the requester lacks (second request).
-	Version   []*WriterTime `protobuf:"bytes,4,rep,name=version,proto3" json:"version,omitempty"`
-	Delta     []*Entry      `protobuf:"bytes,5,rep,name=delta,proto3" json:"delta,omitempty"`
-	NamedAges []*Age        `protobuf:"bytes,6,rep,name=named_ages,json=namedAges,proto3" json:"named_ages,omitempty"`
-	Clock     uint64        `protobuf:"varint,7,opt,name=clock,proto3" json:"clock,omitempty"`
+	Version []*WriterTime `protobuf:"bytes,4,rep,name=version,proto3" json:"version,omitempty"`
+	Delta   []*Entry      `protobuf:"bytes,5,rep,name=delta,proto3" json:"delta,omitempty"`
+	Clock   uint64        `protobuf:"varint,7,opt,name=clock,proto3" json:"clock,omitempty"`
 	// Lamport time below which purged tombstones may have hidden writes; an
 	// owner whose own entry is older re-stamps it (see docs/PROTOCOL.md).
 	Floor uint64 `protobuf:"varint,8,opt,name=floor,proto3" json:"floor,omitempty"`
 	// As in SyncRequest.
-	Cut         uint64   `protobuf:"varint,9,opt,name=cut,proto3" json:"cut,omitempty"`
-	OtherIndex  []uint32 `protobuf:"varint,10,rep,packed,name=other_index,json=otherIndex,proto3" json:"other_index,omitempty"`
-	OtherDigest []uint64 `protobuf:"fixed64,11,rep,packed,name=other_digest,json=otherDigest,proto3" json:"other_digest,omitempty"`
+	Cut uint64 `protobuf:"varint,9,opt,name=cut,proto3" json:"cut,omitempty"`
 	// Every observer report the responder holds, in the answer to a second
 	// request.
 	Reports []*Report `protobuf:"bytes,12,rep,name=reports,proto3" json:"reports,omitempty"`
@@ -664,15 +576,20 @@ type SyncResponse struct {
 	// On a Gossip stream, the gRPC status code and message of a request the
 	// responder refused (the error a Sync call would have returned); the
 	// other fields are then empty.
-	Code          uint32 `protobuf:"varint,14,opt,name=code,proto3" json:"code,omitempty"`
-	Error         string `protobuf:"bytes,15,opt,name=error,proto3" json:"error,omitempty"`
+	Code  uint32 `protobuf:"varint,14,opt,name=code,proto3" json:"code,omitempty"`
+	Error string `protobuf:"bytes,15,opt,name=error,proto3" json:"error,omitempty"`
+	// In the answer to a digest request of the same state: the members the
+	// responder knows to hold it when the request lacked some of them, as
+	// in SyncRequest.
+	Holders       []byte `protobuf:"bytes,16,opt,name=holders,proto3" json:"holders,omitempty"`
+	AllHold       bool   `protobuf:"varint,17,opt,name=all_hold,json=allHold,proto3" json:"all_hold,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SyncResponse) Reset() {
 	*x = SyncResponse{}
-	mi := &file_protocol_proto_msgTypes[6]
+	mi := &file_protocol_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -684,7 +601,7 @@ func (x *SyncResponse) String() string {
 func (*SyncResponse) ProtoMessage() {}
 
 func (x *SyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_protocol_proto_msgTypes[6]
+	mi := &file_protocol_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -697,7 +614,7 @@ func (x *SyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncResponse.ProtoReflect.Descriptor instead.
 func (*SyncResponse) Descriptor() ([]byte, []int) {
-	return file_protocol_proto_rawDescGZIP(), []int{6}
+	return file_protocol_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SyncResponse) GetDigest() uint64 {
@@ -705,20 +622,6 @@ func (x *SyncResponse) GetDigest() uint64 {
 		return x.Digest
 	}
 	return 0
-}
-
-func (x *SyncResponse) GetFresherIndex() []uint32 {
-	if x != nil {
-		return x.FresherIndex
-	}
-	return nil
-}
-
-func (x *SyncResponse) GetFresherAges() []byte {
-	if x != nil {
-		return x.FresherAges
-	}
-	return nil
 }
 
 func (x *SyncResponse) GetVersion() []*WriterTime {
@@ -731,13 +634,6 @@ func (x *SyncResponse) GetVersion() []*WriterTime {
 func (x *SyncResponse) GetDelta() []*Entry {
 	if x != nil {
 		return x.Delta
-	}
-	return nil
-}
-
-func (x *SyncResponse) GetNamedAges() []*Age {
-	if x != nil {
-		return x.NamedAges
 	}
 	return nil
 }
@@ -761,20 +657,6 @@ func (x *SyncResponse) GetCut() uint64 {
 		return x.Cut
 	}
 	return 0
-}
-
-func (x *SyncResponse) GetOtherIndex() []uint32 {
-	if x != nil {
-		return x.OtherIndex
-	}
-	return nil
-}
-
-func (x *SyncResponse) GetOtherDigest() []uint64 {
-	if x != nil {
-		return x.OtherDigest
-	}
-	return nil
 }
 
 func (x *SyncResponse) GetReports() []*Report {
@@ -803,6 +685,20 @@ func (x *SyncResponse) GetError() string {
 		return x.Error
 	}
 	return ""
+}
+
+func (x *SyncResponse) GetHolders() []byte {
+	if x != nil {
+		return x.Holders
+	}
+	return nil
+}
+
+func (x *SyncResponse) GetAllHold() bool {
+	if x != nil {
+		return x.AllHold
+	}
+	return false
 }
 
 var File_protocol_proto protoreflect.FileDescriptor
@@ -835,49 +731,38 @@ const file_protocol_proto_rawDesc = "" +
 	"\n" +
 	"WriterTime\x12\x16\n" +
 	"\x06writer\x18\x01 \x01(\tR\x06writer\x12\x12\n" +
-	"\x04time\x18\x02 \x01(\x04R\x04time\"K\n" +
-	"\x03Age\x12\x12\n" +
-	"\x04addr\x18\x01 \x01(\tR\x04addr\x12\x18\n" +
-	"\aperiods\x18\x02 \x01(\rR\aperiods\x12\x16\n" +
-	"\x06digest\x18\x03 \x01(\x06R\x06digest\"\xbe\x03\n" +
+	"\x04time\x18\x02 \x01(\x04R\x04time\"\xb3\x03\n" +
 	"\vSyncRequest\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12\x16\n" +
 	"\x06digest\x18\x03 \x01(\x06R\x06digest\x12\x12\n" +
-	"\x04ages\x18\x04 \x01(\fR\x04ages\x12\x12\n" +
 	"\x04full\x18\x05 \x01(\bR\x04full\x12-\n" +
 	"\aversion\x18\x06 \x03(\v2\x13.mesh.v1.WriterTimeR\aversion\x12$\n" +
-	"\x05delta\x18\a \x03(\v2\x0e.mesh.v1.EntryR\x05delta\x12+\n" +
-	"\n" +
-	"named_ages\x18\b \x03(\v2\f.mesh.v1.AgeR\tnamedAges\x12\x14\n" +
+	"\x05delta\x18\a \x03(\v2\x0e.mesh.v1.EntryR\x05delta\x12\x14\n" +
 	"\x05clock\x18\t \x01(\x04R\x05clock\x12\x10\n" +
 	"\x03cut\x18\n" +
 	" \x01(\x04R\x03cut\x12\x12\n" +
-	"\x04push\x18\v \x01(\bR\x04push\x12\x1f\n" +
-	"\vother_index\x18\f \x03(\rR\n" +
-	"otherIndex\x12!\n" +
-	"\fother_digest\x18\r \x03(\x06R\votherDigest\x12)\n" +
+	"\x04push\x18\v \x01(\bR\x04push\x12)\n" +
 	"\areports\x18\x0e \x03(\v2\x0f.mesh.v1.ReportR\areports\x12\x14\n" +
-	"\x05probe\x18\x0f \x01(\bR\x05probe\"\xe5\x03\n" +
+	"\x05probe\x18\x0f \x01(\bR\x05probe\x12\x18\n" +
+	"\aholders\x18\x10 \x01(\fR\aholders\x12\x19\n" +
+	"\ball_hold\x18\x11 \x01(\bR\aallHoldJ\x04\b\x04\x10\x05J\x04\b\b\x10\tJ\x04\b\f\x10\rJ\x04\b\r\x10\x0eR\x04agesR\n" +
+	"named_agesR\vother_indexR\fother_digest\"\xc3\x03\n" +
 	"\fSyncResponse\x12\x16\n" +
-	"\x06digest\x18\x01 \x01(\x06R\x06digest\x12#\n" +
-	"\rfresher_index\x18\x02 \x03(\rR\ffresherIndex\x12!\n" +
-	"\ffresher_ages\x18\x03 \x01(\fR\vfresherAges\x12-\n" +
+	"\x06digest\x18\x01 \x01(\x06R\x06digest\x12-\n" +
 	"\aversion\x18\x04 \x03(\v2\x13.mesh.v1.WriterTimeR\aversion\x12$\n" +
-	"\x05delta\x18\x05 \x03(\v2\x0e.mesh.v1.EntryR\x05delta\x12+\n" +
-	"\n" +
-	"named_ages\x18\x06 \x03(\v2\f.mesh.v1.AgeR\tnamedAges\x12\x14\n" +
+	"\x05delta\x18\x05 \x03(\v2\x0e.mesh.v1.EntryR\x05delta\x12\x14\n" +
 	"\x05clock\x18\a \x01(\x04R\x05clock\x12\x14\n" +
 	"\x05floor\x18\b \x01(\x04R\x05floor\x12\x10\n" +
-	"\x03cut\x18\t \x01(\x04R\x03cut\x12\x1f\n" +
-	"\vother_index\x18\n" +
-	" \x03(\rR\n" +
-	"otherIndex\x12!\n" +
-	"\fother_digest\x18\v \x03(\x06R\votherDigest\x12)\n" +
+	"\x03cut\x18\t \x01(\x04R\x03cut\x12)\n" +
 	"\areports\x18\f \x03(\v2\x0f.mesh.v1.ReportR\areports\x12\x1c\n" +
 	"\theartbeat\x18\r \x01(\x04R\theartbeat\x12\x12\n" +
 	"\x04code\x18\x0e \x01(\rR\x04code\x12\x14\n" +
-	"\x05error\x18\x0f \x01(\tR\x05error*:\n" +
+	"\x05error\x18\x0f \x01(\tR\x05error\x12\x18\n" +
+	"\aholders\x18\x10 \x01(\fR\aholders\x12\x19\n" +
+	"\ball_hold\x18\x11 \x01(\bR\aallHoldJ\x04\b\x02\x10\x03J\x04\b\x03\x10\x04J\x04\b\x06\x10\aJ\x04\b\n" +
+	"\x10\vJ\x04\b\v\x10\fR\rfresher_indexR\ffresher_agesR\n" +
+	"named_agesR\vother_indexR\fother_digest*:\n" +
 	"\x05State\x12\x0f\n" +
 	"\vSTATE_ALIVE\x10\x00\x12\x10\n" +
 	"\fSTATE_FAILED\x10\x01\x12\x0e\n" +
@@ -900,39 +785,36 @@ func file_protocol_proto_rawDescGZIP() []byte {
 }
 
 var file_protocol_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_protocol_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_protocol_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_protocol_proto_goTypes = []any{
 	(State)(0),           // 0: mesh.v1.State
 	(*PeerMeta)(nil),     // 1: mesh.v1.PeerMeta
 	(*Entry)(nil),        // 2: mesh.v1.Entry
 	(*Report)(nil),       // 3: mesh.v1.Report
 	(*WriterTime)(nil),   // 4: mesh.v1.WriterTime
-	(*Age)(nil),          // 5: mesh.v1.Age
-	(*SyncRequest)(nil),  // 6: mesh.v1.SyncRequest
-	(*SyncResponse)(nil), // 7: mesh.v1.SyncResponse
-	nil,                  // 8: mesh.v1.PeerMeta.TagsEntry
+	(*SyncRequest)(nil),  // 5: mesh.v1.SyncRequest
+	(*SyncResponse)(nil), // 6: mesh.v1.SyncResponse
+	nil,                  // 7: mesh.v1.PeerMeta.TagsEntry
 }
 var file_protocol_proto_depIdxs = []int32{
-	8,  // 0: mesh.v1.PeerMeta.tags:type_name -> mesh.v1.PeerMeta.TagsEntry
+	7,  // 0: mesh.v1.PeerMeta.tags:type_name -> mesh.v1.PeerMeta.TagsEntry
 	0,  // 1: mesh.v1.Entry.state:type_name -> mesh.v1.State
 	1,  // 2: mesh.v1.Entry.meta:type_name -> mesh.v1.PeerMeta
 	4,  // 3: mesh.v1.SyncRequest.version:type_name -> mesh.v1.WriterTime
 	2,  // 4: mesh.v1.SyncRequest.delta:type_name -> mesh.v1.Entry
-	5,  // 5: mesh.v1.SyncRequest.named_ages:type_name -> mesh.v1.Age
-	3,  // 6: mesh.v1.SyncRequest.reports:type_name -> mesh.v1.Report
-	4,  // 7: mesh.v1.SyncResponse.version:type_name -> mesh.v1.WriterTime
-	2,  // 8: mesh.v1.SyncResponse.delta:type_name -> mesh.v1.Entry
-	5,  // 9: mesh.v1.SyncResponse.named_ages:type_name -> mesh.v1.Age
-	3,  // 10: mesh.v1.SyncResponse.reports:type_name -> mesh.v1.Report
-	6,  // 11: mesh.v1.GossipService.Sync:input_type -> mesh.v1.SyncRequest
-	6,  // 12: mesh.v1.GossipService.Gossip:input_type -> mesh.v1.SyncRequest
-	7,  // 13: mesh.v1.GossipService.Sync:output_type -> mesh.v1.SyncResponse
-	7,  // 14: mesh.v1.GossipService.Gossip:output_type -> mesh.v1.SyncResponse
-	13, // [13:15] is the sub-list for method output_type
-	11, // [11:13] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	3,  // 5: mesh.v1.SyncRequest.reports:type_name -> mesh.v1.Report
+	4,  // 6: mesh.v1.SyncResponse.version:type_name -> mesh.v1.WriterTime
+	2,  // 7: mesh.v1.SyncResponse.delta:type_name -> mesh.v1.Entry
+	3,  // 8: mesh.v1.SyncResponse.reports:type_name -> mesh.v1.Report
+	5,  // 9: mesh.v1.GossipService.Sync:input_type -> mesh.v1.SyncRequest
+	5,  // 10: mesh.v1.GossipService.Gossip:input_type -> mesh.v1.SyncRequest
+	6,  // 11: mesh.v1.GossipService.Sync:output_type -> mesh.v1.SyncResponse
+	6,  // 12: mesh.v1.GossipService.Gossip:output_type -> mesh.v1.SyncResponse
+	11, // [11:13] is the sub-list for method output_type
+	9,  // [9:11] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_protocol_proto_init() }
@@ -946,7 +828,7 @@ func file_protocol_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_protocol_proto_rawDesc), len(file_protocol_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   8,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -15,8 +15,8 @@ import (
 
 // PeerConfig configures a Peer. Every zero field means the documented
 // default, most of them a multiple of PingPeriod, so one knob scales the
-// whole protocol. Peers of one cluster should share PingPeriod: liveness
-// evidence travels in units of it.
+// whole protocol. Peers of one cluster should share PingPeriod: their
+// observers expect a subject's heartbeat to advance every PingPeriod.
 type PeerConfig struct {
 	// SelfEndpoint is this peer's address and id, "host:port" (IPv6 as
 	// "[::1]:7946"). Other peers dial it, so it must be reachable by them.
@@ -242,7 +242,7 @@ func (c PeerConfig) Validate() error {
 	}
 	d := c.withDefaults()
 	if c.Expiry > 0 && c.Expiry < 2*d.PingPeriod {
-		errs = append(errs, fmt.Errorf("%s: %v must be at least 2 × PingPeriod (%v), or liveness evidence cannot arrive in time", "Expiry", c.Expiry, 2*d.PingPeriod))
+		errs = append(errs, fmt.Errorf("%s: %v must be at least 2 × PingPeriod (%v), or probes cannot fail in three rounds within it", "Expiry", c.Expiry, 2*d.PingPeriod))
 	}
 	for _, n := range []struct {
 		name string

@@ -113,6 +113,17 @@ func (d *detector) failing(addr string) bool {
 	return w != nil && w.fails > 0
 }
 
+// doubts reports whether a subject's probes failed in two rounds in a
+// row, or one was refused: this peer cannot vouch that it runs.
+func (d *detector) doubts() bool {
+	for _, w := range d.watches {
+		if w.refused || w.fails >= 2 {
+			return true
+		}
+	}
+	return false
+}
+
 // resume restarts every run of failures at now: this peer's own rounds
 // ran late, so its probes' failures say nothing of the subjects.
 func (d *detector) resume(now time.Time) {

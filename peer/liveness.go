@@ -261,7 +261,6 @@ func (s *state) putReport(r report) bool {
 		return false
 	}
 	s.digest ^= before ^ s.reps.digest
-	s.heldSame = false
 	return true
 }
 
@@ -278,7 +277,6 @@ func (s *state) retainReports(addr string) {
 	before := s.reps.digest
 	if s.reps.retain(addr, cur) > 0 {
 		s.digest ^= before ^ s.reps.digest
-		s.heldSame = false
 	}
 }
 
@@ -292,7 +290,7 @@ func (s *state) decideAll(now time.Time) {
 	if s.leaving || len(s.reps.by) == 0 || now.Sub(s.started) < s.expiry() {
 		return
 	}
-	for _, a := range s.down(now) {
+	for _, a := range s.down() {
 		s.log.Info("member failed", "addr", a, "alerts", len(s.reps.alerts(a)), "observers", len(s.overlay().observersOf(a)))
 		s.fail(a, now)
 	}
@@ -300,29 +298,29 @@ func (s *state) decideAll(now time.Time) {
 
 // down returns the members, self excepted, that enough of their
 // available observers alert on (alertThreshold). An observer is available
-// when it alerted on the member, or when the cluster has fresh evidence
-// that it runs (see fresh). So across a partition or after a correlated
-// crash, observers on the other side or dead stop counting once their
-// evidence is two Expiries old, and the remaining ones decide; under message loss live observers keep fresh
-// evidence, and half of all of them must alert. One peer alone (a bad
-// link, a peer that reaches nobody) never removes anybody: the threshold
-// is at least two where a member has two or more observers.
-func (s *state) down(now time.Time) []string {
+// when it alerts on the member, or when none of its own observers alerts
+// on it (see suspect). So across a partition or after a correlated crash,
+// the observers on the other side or dead, themselves alerted on by the
+// observers that remain, stop counting, and the remaining ones decide;
+// under message loss the observers stay available, and half of all of
+// them must alert. One peer alone (a bad link, a peer that reaches
+// nobody) never removes anybody: the threshold is at least two where a
+// member has two or more observers.
+func (s *state) down() []string {
 	ov := s.overlay()
 	var out []string
 	for _, a := range slices.Sorted(maps.Keys(s.reps.by)) {
-		if a == s.self || len(s.reps.alerts(a)) == 0 {
+		if a == s.self {
 			continue
 		}
-		// Only its observers in this view count: a host rejoining after a
-		// partition still alerts on entries it could not reach, before it
-		// is listed again (the fault suite saw a member removed on its own
-		// side so).
+		alerts := s.alertsOn(a, ov)
+		if len(alerts) == 0 {
+			continue
+		}
 		observers := ov.observersOf(a)
-		alerts := slices.DeleteFunc(s.reps.alerts(a), func(o string) bool { return !slices.Contains(observers, o) })
 		available := 0
 		for _, o := range observers {
-			if slices.Contains(alerts, o) || s.fresh(o, now) {
+			if slices.Contains(alerts, o) || !s.suspect(o, ov) {
 				available++
 			}
 		}
@@ -333,16 +331,20 @@ func (s *state) down(now time.Time) []string {
 	return out
 }
 
-// fresh reports whether the cluster's evidence says addr ran within the
-// last two Expiries (for a member just learnt of, since then): a live
-// member's evidence, relayed through lossy exchanges, is now and then
-// more than one Expiry old.
-func (s *state) fresh(addr string, now time.Time) bool {
-	if addr == s.self {
-		return true
-	}
-	i, ok := s.pos(addr)
-	return ok && s.ev[i].seen != noEvidence && s.offset(now)-s.ev[i].seen <= 2*s.expiry()
+// alertsOn returns the observers of a in this view that alert on it.
+// Only those count: a host rejoining after a partition still alerts on
+// entries it could not reach, before it is listed again (the fault suite
+// saw a member removed on its own side so).
+func (s *state) alertsOn(a string, ov *overlay) []string {
+	observers := ov.observersOf(a)
+	return slices.DeleteFunc(s.reps.alerts(a), func(o string) bool { return !slices.Contains(observers, o) })
+}
+
+// suspect reports whether one of addr's observers alerts on it: its own
+// voice on others then no longer counts as that of a member known to run.
+// This peer knows it runs.
+func (s *state) suspect(addr string, ov *overlay) bool {
+	return addr != s.self && len(s.alertsOn(addr, ov)) > 0
 }
 
 // reachedBy notes a request from addr: when this peer is pending and addr

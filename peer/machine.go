@@ -123,9 +123,9 @@ func (m *Machine) List() []Member { return m.st.list() }
 // equal states.
 func (m *Machine) Digest() uint64 { return m.st.digest }
 
-// Converged reports whether every live member's freshest evidence, none
-// older than Expiry, shows it holding exactly this machine's state.
-func (m *Machine) Converged(now time.Time) bool { return m.st.converged(now) }
+// Converged reports whether every listed member is known to hold exactly
+// this machine's state and none is in doubt (see Peer.Converged).
+func (m *Machine) Converged() bool { return m.st.converged() }
 
 // Subjects returns the members this machine observes (probes and alerts
 // on), sorted; see PeerConfig.Observers.

@@ -19,7 +19,6 @@ type fullMessage interface {
 	GetCut() uint64
 	GetReports() []*meshpb.Report
 	GetClock() uint64
-	GetNamedAges() []*meshpb.Age
 	GetDigest() uint64
 }
 
@@ -34,8 +33,9 @@ func (s *state) takeFull(m fullMessage, from string, now time.Time) (crdt.Versio
 		return nil, err
 	}
 	s.observeClock(m.GetClock())
-	s.learnNamed(m.GetNamedAges(), now)
-	s.learn(from, 0, m.GetDigest(), now)
+	if m.GetDigest() == s.digest {
+		s.heldBy(from) // it held this state when it sent the message
+	}
 	return theirs, nil
 }
 
@@ -224,12 +224,11 @@ func (s *state) changed(changes []crdt.Change[string, member], now time.Time) {
 		return
 	}
 	viewChanged := false
-	s.heldSame = false // the digest changes
-	// At most one event and one grace a change: a joiner's first delta
+	// At most one event and one newcomer a change: a joiner's first delta
 	// is thousands.
 	s.events = slices.Grow(s.events, len(changes))
-	if s.graced == nil && len(changes) > 1 {
-		s.graced = make([]graceItem, 0, len(changes))
+	if s.came == nil && len(changes) > 1 {
+		s.came = make([]string, 0, len(changes))
 	}
 	for _, c := range changes {
 		if c.HadOld {
@@ -256,7 +255,7 @@ func (s *state) changed(changes []crdt.Change[string, member], now time.Time) {
 			viewChanged = true
 			delete(s.dead, addr)
 			if addr != s.self {
-				s.grace(addr, now) // evidence starts when we learn of it
+				s.came = append(s.came, addr)
 				s.emit(EventJoin, addr, c.New.Value.meta, now)
 			}
 		case isLive:
@@ -265,7 +264,7 @@ func (s *state) changed(changes []crdt.Change[string, member], now time.Time) {
 			}
 		case wasLive:
 			viewChanged = true
-			s.gone = append(s.gone, addr) // its evidence goes with its view position
+			s.gone = append(s.gone, addr)
 			if addr == s.self {
 				break
 			}

@@ -386,10 +386,9 @@ func (p *Peer) Members() []Member {
 // View returns Members, ViewDigest and Converged read together, so that
 // they describe one state.
 func (p *Peer) View() View {
-	now := p.cfg.Clock.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return View{Members: p.m.List(), Digest: p.m.Digest(), Converged: p.m.Converged(now)}
+	return View{Members: p.m.List(), Digest: p.m.Digest(), Converged: p.m.Converged()}
 }
 
 // ViewDigest returns a digest of this peer's membership state (members,
@@ -400,18 +399,17 @@ func (p *Peer) ViewDigest() uint64 {
 	return p.m.Digest()
 }
 
-// Converged reports whether every live member is known to hold exactly
-// this peer's state: each member's freshest liveness evidence, none older
-// than Expiry, was taken while it held this state. It turns true as soon
-// as that holds (no fixed sleep) and false as soon as this peer learns of
-// a member holding something else; a change this peer has not heard of
-// yet is by nature invisible to it, so ask a peer that made or saw the
-// change.
+// Converged reports whether every listed member is known to hold exactly
+// this peer's state, and none is in doubt: no observer alerts on one, and
+// this peer's own probes answer. It turns true as soon as that holds (no
+// fixed sleep) and false as soon as this peer's state changes. A change
+// this peer has not heard of yet is by nature invisible to it, so ask a
+// peer that made or saw the change; one made by a member this side cannot
+// reach shows once that member's observers alert (docs/PROTOCOL.md).
 func (p *Peer) Converged() bool {
-	now := p.cfg.Clock.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.m.Converged(now)
+	return p.m.Converged()
 }
 
 // Stats returns protocol counters.

@@ -272,7 +272,7 @@ func TestStreamNamesTheRequesterOnce(t *testing.T) {
 	defer tr.Close()
 	reqs := []*meshpb.SyncRequest{
 		{From: "127.0.0.1:1", Cluster: "c", Probe: true},
-		{From: "127.0.0.1:1", Cluster: "c", Digest: 7, Ages: []byte{1, 2}},
+		{From: "127.0.0.1:1", Cluster: "c", Digest: 7, Holders: []byte{3}},
 		{From: "127.0.0.1:1", Cluster: "c", Push: true, Delta: []*meshpb.Entry{{Addr: "127.0.0.1:1"}}},
 		{From: "127.0.0.1:9", Cluster: "d", Probe: true},
 	}

@@ -88,9 +88,6 @@ type retry struct {
 type exchange struct {
 	addr string
 	req  *meshpb.SyncRequest
-	// view is the sorted live view the request's dense ages index; the
-	// answer's sparse ages index the same view.
-	view []string
 	// why the partner was chosen: its failure means different things.
 	kind exchangeKind
 	// probe is set on a gossip exchange with a subject, which probes it
@@ -143,44 +140,21 @@ type state struct {
 	view    []string // sorted live addresses, self included; replaced, never mutated
 	selfPos int      // self's index in view, -1 when absent (left)
 
-	// Evidence of liveness, one slot per view position (rebuildView
-	// remaps them when the view changes): ev[i].seen is the latest time,
-	// as an offset from origin, at which view[i] is known to have run
-	// (noEvidence if none), ev[i].held the digest of the state it held
-	// then (heldOK[i] false if none: a seen without it is a grace, ours
-	// alone, never sent as an age; see rebuildView). Slices rather than
-	// maps keyed by address: every round walks all of them, and a
-	// simulator holds thousands of states, so lookups and bytes per
-	// member count. seen and held share a slot because news updates
-	// both: apart, held[i] was a cache miss of its own for every piece
-	// of news at thousands of members, which cost more than the longer
-	// scans of seen.
-	ev     []evidence
-	heldOK []bool
-	// heldSame says that no member's held digest differs from ours: it
-	// lets a round skip a pass over the view, which at thousands of
-	// members is cache misses, not arithmetic. (A count of the differing
-	// digests would cost learnAt a read of held[i], another miss, for
-	// every news.)
-	heldSame bool
-	// graced holds the grace evidence (seen = when we learnt of it) of
-	// members that became live since the last rebuildView, gone those
-	// that stopped being live: rebuildView merges them into the view.
-	// A list, not a map: a joiner graces thousands at once, and nextView
-	// sorts them anyway.
-	graced []graceItem
-	gone   []string
-	origin time.Time // time zero of seen
-	// offNow and off cache origin's offset of the last time converted.
-	offNow time.Time
-	off    time.Duration
+	// held is who is known to hold this peer's state (see Converged);
+	// stale once the digest changes (see holdersNow).
+	held holders
+	// came holds the members that became live since the last
+	// rebuildView, gone those that stopped being live: rebuildView merges
+	// them into the view. Lists, not maps: a joiner learns of thousands
+	// at once, and nextView sorts them anyway.
+	came []string
+	gone []string
 	// expiryN and expiryD cache expiry() for a view of expiryN members
 	// and calls timing out after expiryT.
 	expiryN int
 	expiryT time.Duration
 	expiryD time.Duration
 	calls   callTimer // how long to wait for answers
-	perUnit float64   // ageScale / PingPeriod, for ageAt
 
 	// The liveness overlay (see overlay): ov over the view, rebuilt when
 	// the view changes; subjects are the members this peer observes (nil
@@ -234,10 +208,7 @@ func newState(cfg PeerConfig, now time.Time) *state {
 		rng:       cfg.Rand,
 		log:       cfg.Logger,
 		selfPos:   -1,
-		origin:    now,
-		offNow:    now,
 		expiryN:   -1,
-		perUnit:   1 / float64(cfg.PingPeriod/ageScale),
 		pending:   map[string]bool{},
 		seeds:     map[string]*retry{},
 		dead:      map[string]*retry{},
@@ -309,7 +280,7 @@ func (s *state) round(now time.Time) []*exchange {
 			// fresh Expiry from now before alerting on it.
 			s.det.resume(now)
 			s.stats.StarvedRounds++
-			s.log.Warn("round ran late; not alerting on members on stale evidence", "late", gap-p)
+			s.log.Warn("round ran late; restarting runs of failed probes", "late", gap-p)
 		}
 	}
 	s.lastRound = now
@@ -351,7 +322,7 @@ func (s *state) round(now time.Time) []*exchange {
 		if kind == observeProbe {
 			req = s.probeRequest()
 		} else {
-			req = s.digestRequest(now)
+			req = s.digestRequest()
 			if s.pending[addr] {
 				// It is listed again once one of its observers reaches it
 				// (reachedBy), and this exchange may be the only request
@@ -359,7 +330,7 @@ func (s *state) round(now time.Time) []*exchange {
 				req.From = s.self
 			}
 		}
-		ex := &exchange{addr: addr, req: req, view: s.view, kind: kind, started: now}
+		ex := &exchange{addr: addr, req: req, kind: kind, started: now}
 		out = append(out, ex)
 		return ex
 	}
@@ -412,10 +383,11 @@ func (s *state) partners(k int) []string {
 
 // expiry is Expiry, or by default max(5, ⌈1.25·log2(N+1)⌉) rounds and at
 // least twice the call timeout (RPCTimeout, or more while answers come
-// slower: see callTimer): the freshest evidence of a live member takes
-// about log N rounds to reach everyone, each exchange up to that, so a
-// fixed window would expire live members of large clusters (or slow
-// networks) by chance, and far more often under message loss.
+// slower: see callTimer), so that a slow network's probes have time to
+// come back. It grows with log N because the alerts that corroborate one
+// another travel about log N hops, and because a longer run of failed
+// probes is a rarer accident of message loss where there are more
+// members to have it.
 func (s *state) expiry() time.Duration {
 	if !s.cfg.autoExpiry {
 		return s.cfg.Expiry
@@ -457,8 +429,8 @@ func (s *state) answer(req *meshpb.SyncRequest, now time.Time) (*meshpb.SyncResp
 		return &meshpb.SyncResponse{Heartbeat: s.heartbeat}, nil
 	}
 	if !req.GetFull() {
-		if req.GetDigest() == s.digest && len(req.GetAges()) == len(s.view) {
-			return s.answerAges(req, now), nil
+		if req.GetDigest() == s.digest && (req.GetAllHold() || s.holdersNow().fits(req.GetHolders())) {
+			return s.answerSame(req), nil
 		}
 		return &meshpb.SyncResponse{Digest: s.digest, Version: encodeVersion(s.members.Version()),
 			Clock: s.clock.Time(), Floor: s.members.Floor(), Heartbeat: s.heartbeat}, nil
@@ -469,14 +441,13 @@ func (s *state) answer(req *meshpb.SyncRequest, now time.Time) (*meshpb.SyncResp
 	}
 	d := s.members.Delta(theirs, s.cfg.MaxDeltaEntries)
 	return &meshpb.SyncResponse{
-		Digest:    s.digest,
-		Version:   encodeVersion(s.members.Version()),
-		Delta:     encodeEntries(d.Entries),
-		Cut:       d.Cut,
-		NamedAges: s.namedAges(now),
-		Clock:     s.clock.Time(),
-		Floor:     s.members.Floor(),
-		Reports:   encodeReports(s.reps.all()),
+		Digest:  s.digest,
+		Version: encodeVersion(s.members.Version()),
+		Delta:   encodeEntries(d.Entries),
+		Cut:     d.Cut,
+		Clock:   s.clock.Time(),
+		Floor:   s.members.Floor(),
+		Reports: encodeReports(s.reps.all()),
 	}, nil
 }
 
@@ -506,21 +477,9 @@ func (s *state) onResponse(ex *exchange, resp *meshpb.SyncResponse, now time.Tim
 		return nil, nil
 	}
 	s.observeClock(resp.GetClock())
-	if len(resp.GetVersion()) == 0 { // equal states: see answerAges
+	if len(resp.GetVersion()) == 0 { // equal states: see answerSame
 		defer s.done(ex)
-		same := ex.req.GetDigest()
-		idx, ages := resp.GetFresherIndex(), resp.GetFresherAges()
-		other := others(resp.GetOtherIndex(), resp.GetOtherDigest())
-		for j := 0; j < len(idx) && j < len(ages); j++ {
-			if int(idx[j]) < len(ex.view) {
-				d, ok := other[idx[j]]
-				if !ok {
-					d = same
-				}
-				s.learnIn(ex.view, int(idx[j]), ages[j], d, now)
-			}
-		}
-		s.learn(ex.addr, 0, same, now)
+		s.learnSame(ex, resp)
 		return nil, nil
 	}
 	// The states differ: send what the partner lacks, with our version
@@ -531,19 +490,17 @@ func (s *state) onResponse(ex *exchange, resp *meshpb.SyncResponse, now time.Tim
 		return nil, err
 	}
 	s.checkFloor(resp.GetFloor(), now)
-	s.learn(ex.addr, 0, resp.GetDigest(), now) // it answered: it runs
 	d := s.members.Delta(theirs, s.cfg.MaxDeltaEntries)
 	next := &exchange{addr: ex.addr, kind: ex.kind, req: &meshpb.SyncRequest{
-		Cluster:   s.cfg.ClusterName,
-		From:      s.self,
-		Digest:    s.digest,
-		Full:      true,
-		Version:   encodeVersion(s.members.Version()),
-		Delta:     encodeEntries(d.Entries),
-		Cut:       d.Cut,
-		NamedAges: s.namedAges(now),
-		Clock:     s.clock.Time(),
-		Reports:   encodeReports(s.reps.all()),
+		Cluster: s.cfg.ClusterName,
+		From:    s.self,
+		Digest:  s.digest,
+		Full:    true,
+		Version: encodeVersion(s.members.Version()),
+		Delta:   encodeEntries(d.Entries),
+		Cut:     d.Cut,
+		Clock:   s.clock.Time(),
+		Reports: encodeReports(s.reps.all()),
 	}}
 	return next, nil
 }
@@ -725,7 +682,6 @@ func (s *state) purge(now time.Time) {
 		return true
 	})
 	if len(gone) > 0 {
-		s.heldSame = false // the digest changes
 	}
 	for _, e := range gone {
 		s.digest ^= entryHash(e)

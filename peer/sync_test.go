@@ -147,12 +147,12 @@ func TestSteadyStateSendsNoEntries(t *testing.T) {
 		}
 		switch ex.kind {
 		case gossipPartner:
-			if len(ex.req.GetAges()) != len(names) {
-				t.Fatalf("gossip request carries %d ages, want one per member (%d)", len(ex.req.GetAges()), len(names))
+			if !ex.req.GetAllHold() || len(ex.req.GetHolders()) != 0 {
+				t.Fatalf("gossip request of a converged cluster lists holders %x (all_hold %v), want all_hold alone", ex.req.GetHolders(), ex.req.GetAllHold())
 			}
 		case observeProbe:
-			if len(ex.req.GetAges()) != 0 || !ex.req.GetProbe() {
-				t.Fatalf("probe of a subject carries %d ages (want none) or is not marked a probe: %v", len(ex.req.GetAges()), ex.req)
+			if ex.req.GetDigest() != 0 || !ex.req.GetProbe() {
+				t.Fatalf("probe of a subject carries a digest or is not marked a probe: %v", ex.req)
 			}
 		}
 		deliver(t, net, st, ex, now.Add(p))
@@ -183,12 +183,6 @@ func TestStarvedPeerRemovesNobody(t *testing.T) {
 	}
 	if st.stats.StarvedRounds != 1 {
 		t.Fatalf("StarvedRounds = %d, want 1", st.stats.StarvedRounds)
-	}
-	// Its stall must not make evidence look fresher to others: it still
-	// passes on the real age, about 23 periods (capped at 254 eighths).
-	i, _ := st.pos(names[2])
-	if age := st.ageAt(i, st.offset(late.Add(3*p))); age < 8*20 {
-		t.Fatalf("after the stall it reports %s's evidence as %d/8 periods old, want its real age (> 20 periods)", names[2], age)
 	}
 }
 
@@ -359,7 +353,7 @@ func TestConvergedNeverLies(t *testing.T) {
 			}
 		}
 		for a, st := range reachable {
-			if !st.converged(now) {
+			if !st.converged() {
 				continue
 			}
 			for _, b := range names {
@@ -385,7 +379,7 @@ func TestConvergedNeverLies(t *testing.T) {
 			run(1, reachable)
 			all := true
 			for _, st := range reachable {
-				all = all && st.converged(now)
+				all = all && st.converged()
 			}
 			if all {
 				return i
@@ -399,7 +393,7 @@ func TestConvergedNeverLies(t *testing.T) {
 	if err := net[names[2]].setMeta(&meshpb.PeerMeta{Name: "changed"}, now); err != nil {
 		t.Fatal(err)
 	}
-	if net[names[2]].converged(now) {
+	if net[names[2]].converged() {
 		t.Fatal("a peer that just changed its meta says converged")
 	}
 	t.Logf("converged after a meta update: %d rounds", waitConverged(net, 20))
@@ -433,7 +427,7 @@ func TestConvergedNeverLies(t *testing.T) {
 		run(1, net)
 		merged := true
 		for _, st := range net {
-			merged = merged && len(liveKeys(st)) == len(names) && st.converged(now)
+			merged = merged && len(liveKeys(st)) == len(names) && st.converged()
 		}
 		if merged {
 			t.Logf("re-merged and converged %v after the heal", now.Sub(healed))
@@ -582,7 +576,6 @@ func TestAuthorityRejectsImpersonation(t *testing.T) {
 	}
 }
 
-// setSeen sets st's evidence of addr, a live member, to t.
 // A failure kills the entry its declarer saw, not a newer one: a slow
 // declarer must not remove a member that has since written again (a new
 // meta here; a restart or a refutation alike).
@@ -675,7 +668,7 @@ func TestPartitionHealDoesNotFlapOwnSide(t *testing.T) {
 }
 
 // The default Expiry grows with RPCTimeout: where a round trip may take
-// several periods, a live member's freshest evidence is that much older.
+// several periods, a live member's probes come back that much later.
 // An explicit Expiry is kept as given.
 func TestDefaultExpiryCoversRPCTimeout(t *testing.T) {
 	for _, c := range []struct {
@@ -706,75 +699,6 @@ func TestDefaultExpiryCoversRPCTimeout(t *testing.T) {
 		if got := m.Expiry(); got != c.want {
 			t.Errorf("N=%d RPCTimeout=%v Expiry=%v: the peer's Expiry is %v, want %v", len(m.st.view), c.rpc, c.expiry, got, c.want)
 		}
-	}
-}
-
-// A member this peer just learnt of gets evidence as of then (its grace),
-// but the grace is this peer's alone: it is never passed on as an age, or
-// every peer that learnt of a joiner late would refresh the joiner's
-// evidence everywhere.
-func TestGraceNotPassedOn(t *testing.T) {
-	net, names, now := cluster(t, 3)
-	a := net[names[0]]
-	x := newTestState("10.0.0.99:7946")
-	xe, _ := x.members.Lookup(x.self)
-	learnt := now
-	if _, err := a.applyEntries(encodeEntries([]entry{xe}), nil, learnt); err != nil {
-		t.Fatal(err)
-	}
-	i, ok := a.pos(x.self)
-	if !ok {
-		t.Fatal("x is not in a's view after its entry arrived")
-	}
-	if age := a.denseAges(now)[i]; age != noAge {
-		t.Fatalf("a passes on age %d for a member it never heard from, want noAge", age)
-	}
-	for _, m := range a.namedAges(now) {
-		if m.GetAddr() == x.self {
-			t.Fatalf("a passes on a named age of %d for a member it never heard from", m.GetPeriods())
-		}
-	}
-	if got := a.ev[i].seen; got != a.offset(learnt) {
-		t.Fatalf("a's own evidence of x is at offset %v, want its grace from %v", got, a.offset(learnt))
-	}
-}
-
-// An answer to a peer with the same state lists no grace among the ages
-// it has fresher, and its index and age lists stay aligned.
-func TestAnswerAgesSkipGrace(t *testing.T) {
-	net, names, now := cluster(t, 3)
-	a, b := net[names[0]], net[names[1]]
-	x := newTestState("10.0.0.99:7946")
-	xe, _ := x.members.Lookup(x.self)
-	for _, st := range []*state{a, b} {
-		if _, err := st.applyEntries(encodeEntries([]entry{xe}), nil, now); err != nil {
-			t.Fatal(err)
-		}
-	}
-	now = now.Add(p)
-	req := b.digestRequest(now)
-	for i := range req.Ages { // b asks as if it knew nothing: everything of a's is fresher
-		req.Ages[i] = noAge - 1
-	}
-	resp, err := a.answer(req, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(resp.GetVersion()) != 0 {
-		t.Fatal("states differ; the test needs equal ones")
-	}
-	idx, ages := resp.GetFresherIndex(), resp.GetFresherAges()
-	if len(idx) != len(ages) {
-		t.Fatalf("%d fresher indexes, %d ages", len(idx), len(ages))
-	}
-	xi, _ := a.pos(x.self)
-	for j, i := range idx {
-		if int(i) == xi {
-			t.Fatalf("a lists a fresher age %d for x, which it never heard from", ages[j])
-		}
-	}
-	if len(idx) != len(a.view)-1 {
-		t.Fatalf("a lists %d fresher ages, want every member but x (%d)", len(idx), len(a.view)-1)
 	}
 }
 

@@ -28,7 +28,7 @@ func FuzzExchange(f *testing.F) {
 	m, _ := exchangeMachine(f)
 	self := m.Addr()
 	digest := m.Digest()
-	ages := make([]byte, len(m.Members()))
+	holders := make([]byte, (len(m.Members())+7)/8)
 	alive := func(addr string, t uint64, name string) *meshpb.Entry {
 		return &meshpb.Entry{Addr: addr, Time: t, Writer: addr + "#0000beef", Meta: &meshpb.PeerMeta{Name: name}}
 	}
@@ -37,15 +37,14 @@ func FuzzExchange(f *testing.F) {
 	}
 	seeds := []*meshpb.SyncRequest{
 		{},
-		{Digest: digest, Ages: ages},             // steady state: ages only
-		{Digest: digest, Ages: ages[:1]},         // ages for another view
-		{Digest: digest + 1, From: "10.0.0.9:1"}, // first step of a differing exchange
+		{Digest: digest, AllHold: true},    // steady state
+		{Digest: digest, Holders: holders}, // holders being collected
+		{Digest: digest, Holders: append(holders, 0xff, 0xff)}, // holders of another view
+		{Digest: digest + 1, From: "10.0.0.9:1"},               // first step of a differing exchange
 		{ // second step: a new member, a tombstone for this peer (refuted)
 			Full: true, From: "10.0.0.9:7946", Clock: 40,
 			Version: []*meshpb.WriterTime{{Writer: "10.0.0.9:7946#0000beef", Time: 30}},
 			Delta:   []*meshpb.Entry{alive("10.0.0.9:7946", 30, "nine"), failed(self, 31)},
-			NamedAges: []*meshpb.Age{{Addr: "10.0.0.2:7946", Periods: 3, Digest: 7},
-				{Addr: "10.0.0.9:7946", Periods: 255}},
 		},
 		{Full: true, Cut: 5, Delta: []*meshpb.Entry{failed("10.0.0.2:7946", 6)}},
 		{Push: true, From: "10.0.0.2:7946", Delta: []*meshpb.Entry{
@@ -57,7 +56,6 @@ func FuzzExchange(f *testing.F) {
 		{Full: true, Version: []*meshpb.WriterTime{{Writer: "", Time: 1}}},
 		{Full: true, Version: []*meshpb.WriterTime{{Writer: "w", Time: math.MaxUint64}}},
 		{Cluster: "other", Full: true},
-		{Digest: digest, Ages: ages, OtherIndex: []uint32{0, 1, 99}, OtherDigest: []uint64{1}},
 	}
 	for _, req := range seeds {
 		b, err := proto.Marshal(req)

@@ -170,14 +170,6 @@ func versionSize(num protowire.Number, v []*meshpb.WriterTime) int {
 	return n
 }
 
-func agesSize(num protowire.Number, ages []*meshpb.Age) int {
-	n := 0
-	for _, a := range ages {
-		n += subSize(num, lenSize(1, a.GetAddr())+varSize(2, uint64(a.GetPeriods()))+fixedSize(3, a.GetDigest()))
-	}
-	return n
-}
-
 func metaSize(m *meshpb.PeerMeta) int {
 	n := lenSize(1, m.GetName())
 	for k, v := range m.GetTags() {
@@ -211,20 +203,18 @@ func reportsSize(num protowire.Number, rs []*meshpb.Report) int {
 
 func requestSize(m *meshpb.SyncRequest) int {
 	return lenSize(1, m.GetCluster()) + lenSize(2, m.GetFrom()) + fixedSize(3, m.GetDigest()) +
-		lenSize(4, m.GetAges()) + boolSize(5, m.GetFull()) + versionSize(6, m.GetVersion()) +
-		deltaSize(7, m.GetDelta()) + agesSize(8, m.GetNamedAges()) + varSize(9, m.GetClock()) +
-		varSize(10, m.GetCut()) + boolSize(11, m.GetPush()) + packedVarSize(12, m.GetOtherIndex()) +
-		packedFixedSize(13, m.GetOtherDigest()) + reportsSize(14, m.GetReports()) + boolSize(15, m.GetProbe()) +
-		len(m.ProtoReflect().GetUnknown())
+		boolSize(5, m.GetFull()) + versionSize(6, m.GetVersion()) + deltaSize(7, m.GetDelta()) +
+		varSize(9, m.GetClock()) + varSize(10, m.GetCut()) + boolSize(11, m.GetPush()) +
+		reportsSize(14, m.GetReports()) + boolSize(15, m.GetProbe()) + lenSize(16, m.GetHolders()) +
+		boolSize(17, m.GetAllHold()) + len(m.ProtoReflect().GetUnknown())
 }
 
 func responseSize(m *meshpb.SyncResponse) int {
-	return fixedSize(1, m.GetDigest()) + packedVarSize(2, m.GetFresherIndex()) +
-		lenSize(3, m.GetFresherAges()) + versionSize(4, m.GetVersion()) + deltaSize(5, m.GetDelta()) +
-		agesSize(6, m.GetNamedAges()) + varSize(7, m.GetClock()) + varSize(8, m.GetFloor()) +
-		varSize(9, m.GetCut()) + packedVarSize(10, m.GetOtherIndex()) + packedFixedSize(11, m.GetOtherDigest()) +
+	return fixedSize(1, m.GetDigest()) + versionSize(4, m.GetVersion()) + deltaSize(5, m.GetDelta()) +
+		varSize(7, m.GetClock()) + varSize(8, m.GetFloor()) + varSize(9, m.GetCut()) +
 		reportsSize(12, m.GetReports()) + varSize(13, m.GetHeartbeat()) + varSize(14, uint64(m.GetCode())) +
-		lenSize(15, m.GetError()) + len(m.ProtoReflect().GetUnknown())
+		lenSize(15, m.GetError()) + lenSize(16, m.GetHolders()) + boolSize(17, m.GetAllHold()) +
+		len(m.ProtoReflect().GetUnknown())
 }
 
 // message folds a message's content into the digest, field by field in
@@ -237,33 +227,28 @@ func (t *tracer) message(m proto.Message) {
 		t.str(m.GetCluster())
 		t.str(m.GetFrom())
 		t.word(m.GetDigest())
-		t.bytes(m.GetAges())
 		t.word(b2u(m.GetFull()))
 		t.version(m.GetVersion())
 		t.delta(m.GetDelta())
-		t.ages(m.GetNamedAges())
 		t.word(m.GetClock())
 		t.word(m.GetCut())
 		t.word(b2u(m.GetPush()))
-		t.u32s(m.GetOtherIndex())
-		t.u64s(m.GetOtherDigest())
 		t.reports(m.GetReports())
 		t.word(b2u(m.GetProbe()))
+		t.bytes(m.GetHolders())
+		t.word(b2u(m.GetAllHold()))
 	case *meshpb.SyncResponse:
 		t.word(2)
 		t.word(m.GetDigest())
-		t.u32s(m.GetFresherIndex())
-		t.bytes(m.GetFresherAges())
 		t.version(m.GetVersion())
 		t.delta(m.GetDelta())
-		t.ages(m.GetNamedAges())
 		t.word(m.GetClock())
 		t.word(m.GetFloor())
 		t.word(m.GetCut())
-		t.u32s(m.GetOtherIndex())
-		t.u64s(m.GetOtherDigest())
 		t.reports(m.GetReports())
 		t.word(m.GetHeartbeat())
+		t.bytes(m.GetHolders())
+		t.word(b2u(m.GetAllHold()))
 	}
 }
 
@@ -300,15 +285,6 @@ func (t *tracer) version(v []*meshpb.WriterTime) {
 	for _, wt := range v {
 		t.str(wt.GetWriter())
 		t.word(wt.GetTime())
-	}
-}
-
-func (t *tracer) ages(ages []*meshpb.Age) {
-	t.word(uint64(len(ages)))
-	for _, a := range ages {
-		t.str(a.GetAddr())
-		t.word(uint64(a.GetPeriods()))
-		t.word(a.GetDigest())
 	}
 }
 

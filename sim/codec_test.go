@@ -42,30 +42,12 @@ func TestMsgSizeMatchesProto(t *testing.T) {
 		}
 		return v
 	}
-	ages := func() []*meshpb.Age {
-		var a []*meshpb.Age
-		for range r.IntN(4) {
-			a = append(a, &meshpb.Age{Addr: str(), Periods: uint32(u()), Digest: u()})
-		}
-		return a
-	}
-	idx := func() ([]uint32, []uint64) {
-		var is []uint32
-		var ds []uint64
-		for range r.IntN(4) {
-			is, ds = append(is, uint32(u())), append(ds, u())
-		}
-		return is, ds
-	}
 	for i := range 2000 {
-		oi, od := idx()
-		req := &meshpb.SyncRequest{Cluster: str(), From: str(), Digest: u(), Ages: []byte(str()), Full: r.IntN(2) == 0,
-			Version: version(), Delta: entries(), NamedAges: ages(), Clock: u(), Cut: u(), Push: r.IntN(2) == 0,
-			OtherIndex: oi, OtherDigest: od}
-		fi, _ := idx()
-		oi, od = idx()
-		resp := &meshpb.SyncResponse{Digest: u(), FresherIndex: fi, FresherAges: []byte(str()), Version: version(),
-			Delta: entries(), NamedAges: ages(), Clock: u(), Floor: u(), Cut: u(), OtherIndex: oi, OtherDigest: od}
+		req := &meshpb.SyncRequest{Cluster: str(), From: str(), Digest: u(), Full: r.IntN(2) == 0,
+			Version: version(), Delta: entries(), Clock: u(), Cut: u(), Push: r.IntN(2) == 0,
+			Probe: r.IntN(2) == 0, Holders: []byte(str()), AllHold: r.IntN(2) == 0}
+		resp := &meshpb.SyncResponse{Digest: u(), Version: version(), Delta: entries(), Clock: u(), Floor: u(), Cut: u(),
+			Heartbeat: u(), Code: uint32(u()), Error: str(), Holders: []byte(str()), AllHold: r.IntN(2) == 0}
 		for _, m := range []proto.Message{req, resp} {
 			if got, want := msgSize(m), proto.Size(m); got != want {
 				t.Fatalf("message %d: msgSize %d, proto.Size %d: %v", i, got, want, m)

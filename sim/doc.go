@@ -76,11 +76,9 @@
 // # Cost
 //
 // Every peer holds every other, so memory and the work of a round grow
-// as N²: a round reads and writes one age per member per exchange, and
-// each peer keeps an entry (a slot in crdt.Map, its writer's record and
-// log item, two hash-table positions) and its evidence per member, about
-// 190 bytes per (peer, member) pair. At thousands of peers a round's cost
-// is mostly cache misses on those per-member arrays. Steady
+// as N²: each peer keeps an entry per member (a slot in crdt.Map, its
+// writer's record and log item, two hash-table positions). A round's
+// messages do not grow with N once the cluster has converged. Steady
 // (StartConverged) skips the join, whose full-state exchanges dominate
 // below; docs/SIMULATOR.md gives measured figures.
 package sim

@@ -209,9 +209,6 @@ func (s *Sim) request(c *call) {
 		return
 	}
 	resp, err := n.m.Answer(c.req, s.at())
-	if !c.push { // a push's request may go to others too
-		peer.Recycle(c.req) // answered: nobody reads its ages again
-	}
 	s.drain(n, -1)
 	if c.push {
 		if err != nil {
@@ -277,7 +274,6 @@ func (s *Sim) response(c *call) {
 		return
 	}
 	next, err := n.m.Deliver(c.out, c.resp, s.at())
-	peer.Recycle(c.resp) // delivered: nobody reads its ages again
 	s.tr.add(rec{at: s.now, kind: recDeliver, a: c.from, b: c.to})
 	if err != nil {
 		s.chk.violate(s, "protocol", fmt.Sprintf("%s rejected the answer of %s: %v", n.addr, s.nodes[c.to].addr, err), c.from, c.to)

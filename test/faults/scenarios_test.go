@@ -336,7 +336,7 @@ func testCrash(t *testing.T, nw *network, bin string, P time.Duration) {
 // testSlow stops an agent with SIGSTOP for 3 periods, then for 20.
 //
 // 3P is less than the expiry (5P): the others hear nothing from it for
-// 3P, but its evidence is not yet old enough to suspect it, and when it
+// 3P, but its observers' probes have not failed long enough to alert, and when it
 // resumes its own late round counts as starvation, so it expires nobody.
 // Asserted: no failed event anywhere, all 7 alive and converged.
 //
