@@ -49,20 +49,39 @@ func (o *outbox) add(to string, es []entry, rs []report) {
 	}
 }
 
-// take returns what is queued for to, whether it holds a failed push's
-// news, and marks a push to it in flight; or reports false while one is
-// in flight or nothing is queued.
-func (o *outbox) take(to string) (es []entry, rs []report, retry, ok bool) {
+// take returns what is queued for to, at most max entries, whether it
+// holds a failed push's news, and marks a push to it in flight; or
+// reports false while one is in flight or nothing is queued. Over max,
+// tombstones (leaves, failures) go first and the rest waits for the next
+// push: a receiver refuses a message of more than MaxDeltaEntries, and a
+// departure matters more than a meta. Reports all go.
+func (o *outbox) take(to string, max int) (es []entry, rs []report, retry, ok bool) {
 	b := o.queued[to]
 	if b == nil || o.inflight[to] {
 		return nil, nil, false, false
 	}
-	delete(o.queued, to)
 	o.inflight[to] = true
-	es = slices.SortedFunc(maps.Values(b.entries), func(x, y entry) int { return strings.Compare(x.Key, y.Key) })
+	es = slices.SortedFunc(maps.Values(b.entries), func(x, y entry) int {
+		if x.Deleted != y.Deleted { // tombstones first
+			if x.Deleted {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(x.Key, y.Key)
+	})
 	rs = slices.SortedFunc(maps.Values(b.reports), func(x, y report) int {
 		return strings.Compare(x.subject+"\x00"+x.observer, y.subject+"\x00"+y.observer)
 	})
+	if len(es) > max {
+		es = es[:max]
+		for _, e := range es {
+			delete(b.entries, e.Key)
+		}
+		clear(b.reports)
+		return es, rs, b.retry, true
+	}
+	delete(o.queued, to)
 	return es, rs, b.retry, true
 }
 

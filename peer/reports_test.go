@@ -148,22 +148,22 @@ func TestOutboxBatches(t *testing.T) {
 		return entry{Key: "10.0.0.5:1", Stamp: crdt.Stamp{Time: t, Writer: "10.0.0.5:1#a"}}
 	}
 	o.add("n", []entry{e(1)}, nil)
-	es, _, _, ok := o.take("n")
+	es, _, _, ok := o.take("n", 10)
 	if !ok || len(es) != 1 {
 		t.Fatal("first push not taken")
 	}
 	o.add("n", []entry{e(3)}, nil)
 	o.add("n", []entry{e(2)}, []report{{observer: "x:1", subject: "y:1", time: 1}, {observer: "x:1", subject: "y:1", time: 2}})
-	if _, _, _, ok := o.take("n"); ok {
+	if _, _, _, ok := o.take("n", 10); ok {
 		t.Fatal("a second push while one is in flight")
 	}
 	o.done("n")
-	es, rs, _, ok := o.take("n")
+	es, rs, _, ok := o.take("n", 10)
 	if !ok || len(es) != 1 || es[0].Stamp.Time != 3 || len(rs) != 1 || rs[0].time != 2 {
 		t.Fatalf("batch = %v %v, want the newest entry and report only", es, rs)
 	}
 	o.done("n")
-	if _, _, _, ok := o.take("n"); ok {
+	if _, _, _, ok := o.take("n", 10); ok {
 		t.Fatal("an empty push")
 	}
 }
@@ -176,18 +176,43 @@ func TestOutboxRetriesAFailedPushOnce(t *testing.T) {
 		return entry{Key: key, Stamp: crdt.Stamp{Time: t, Writer: key + "#a"}}
 	}
 	o.add("n", []entry{e("10.0.0.5:1", 1)}, nil)
-	es, rs, retry, _ := o.take("n")
+	es, rs, retry, _ := o.take("n", 10)
 	o.failed("n", es, rs, retry)
 	o.add("n", []entry{e("10.0.0.6:1", 1)}, nil) // news meanwhile
 	if got := o.waiting(); len(got) != 1 || got[0] != "n" {
 		t.Fatalf("waiting = %v, want [n]", got)
 	}
-	es, rs, retry, ok := o.take("n")
+	es, rs, retry, ok := o.take("n", 10)
 	if !ok || !retry || len(es) != 2 {
 		t.Fatalf("retry = %v, %v, %v: want both entries, as a retry", ok, retry, es)
 	}
 	o.failed("n", es, rs, retry)
 	if got := o.waiting(); len(got) != 0 {
 		t.Fatalf("waiting = %v after a retry failed, want nothing", got)
+	}
+}
+
+// A push carries at most max entries, tombstones first; the rest goes
+// with the next push, and a receiver's MaxDeltaEntries is never exceeded.
+func TestOutboxCapsAPushTombstonesFirst(t *testing.T) {
+	var o outbox
+	var es []entry
+	for i := range 5 {
+		key := fmt.Sprintf("10.0.0.%d:1", i)
+		es = append(es, entry{Key: key, Stamp: crdt.Stamp{Time: 1, Writer: key + "#a"}, Deleted: i >= 3})
+	}
+	o.add("n", es, []report{{observer: "x:1", subject: "y:1", time: 1}})
+	first, rs, _, ok := o.take("n", 3)
+	if !ok || len(first) != 3 || !first[0].Deleted || !first[1].Deleted || first[2].Deleted || len(rs) != 1 {
+		t.Fatalf("first push = %v, %d reports; want the 2 tombstones, then 1 live entry, and the report", first, len(rs))
+	}
+	o.done("n")
+	rest, rs, _, ok := o.take("n", 3)
+	if !ok || len(rest) != 2 || len(rs) != 0 {
+		t.Fatalf("second push = %v, %d reports; want the 2 live entries left and no report", rest, len(rs))
+	}
+	o.done("n")
+	if _, _, _, ok := o.take("n", 3); ok {
+		t.Fatal("a third push: nothing was left")
 	}
 }
