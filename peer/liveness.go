@@ -171,7 +171,7 @@ func (s *state) checkCutOff(now time.Time) {
 	defer func() { s.checkingCutOff = false }()
 	var down []string
 	for _, a := range s.subjects {
-		if s.det.down(a, now, s.expiry()) {
+		if s.det.down(a, now, s.expiry(), s.cfg.PingPeriod) {
 			down = append(down, a)
 		}
 	}
@@ -218,7 +218,7 @@ func (s *state) observe(subject string, now time.Time) {
 	if s.cutOff {
 		exp *= cutOffSlowdown
 	}
-	down := s.det.down(subject, now, exp)
+	down := s.det.down(subject, now, exp, s.cfg.PingPeriod)
 	mine, said := s.reps.by[subject][s.self]
 	if down == (said && mine.alert) || !down && !said {
 		return

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -82,6 +83,31 @@ func TestBadReportLeavesStateUntouched(t *testing.T) {
 	}
 }
 
+// Where Expiry is longer, more probes must fail: one per two periods of
+// it, so that three probes lost on a slow network, each holding its
+// subject until a deadline of several periods, do not alert.
+func TestDetectorFailsForLongExpiry(t *testing.T) {
+	const exp = 8 * p
+	var d detector
+	d.watch([]string{"c"})
+	for i := range 3 { // 3 failures, 4 periods apart: they span the expiry
+		d.failed("c", false, t0.Add(time.Duration(4*i)*p))
+	}
+	if d.down("c", t0.Add(12*p), exp, p) {
+		t.Fatal("3 failures alerted with an expiry of 8 periods; want 4")
+	}
+	d.failed("c", false, t0.Add(13*p))
+	if !d.down("c", t0.Add(13*p), exp, p) {
+		t.Fatal("4 failures over 13 periods did not alert")
+	}
+	if got := failsFor(5*p, p); got != failsToAlert {
+		t.Fatalf("failsFor(5P) = %d, want %d", got, failsToAlert)
+	}
+	if got := failsFor(10*p, p); got != 5 {
+		t.Fatalf("failsFor(10P) = %d, want 5", got)
+	}
+}
+
 // The detector alerts at once on a refusal; after probes of three rounds
 // or more failing for an expiry otherwise; and on a heartbeat that
 // stopped.
@@ -92,27 +118,27 @@ func TestDetector(t *testing.T) {
 	now := t0.Add(p)
 	d.answered("a", 1, now)
 	d.failed("b", true, now)
-	if d.down("a", now, exp) || !d.down("b", now, exp) {
+	if d.down("a", now, exp, p) || !d.down("b", now, exp, p) {
 		t.Fatal("want a up, b down on its refusal")
 	}
 	// c's calls of one round fail together (a reset connection): one failure.
 	for range 3 {
 		d.failed("c", false, t0)
 	}
-	if d.down("c", t0.Add(20*p), exp) {
+	if d.down("c", t0.Add(20*p), exp, p) {
 		t.Fatal("calls started in one round counted as failures in a row")
 	}
 	d.failed("c", false, t0.Add(p))
-	if d.down("c", t0.Add(20*p), exp) {
+	if d.down("c", t0.Add(20*p), exp, p) {
 		t.Fatal("two failures in a row alerted")
 	}
 	d.failed("c", false, t0.Add(2*p))
-	if d.down("c", t0.Add(exp-p), exp) || !d.down("c", t0.Add(exp), exp) {
+	if d.down("c", t0.Add(exp-p), exp, p) || !d.down("c", t0.Add(exp), exp, p) {
 		t.Fatal("three failures should alert only once they lasted an expiry")
 	}
 	// A stall of this peer restarts the run of failures.
 	d.resume(t0.Add(30 * p))
-	if d.down("c", t0.Add(30*p), exp) {
+	if d.down("c", t0.Add(30*p), exp, p) {
 		t.Fatal("down right after this peer's own stall")
 	}
 	// a answers with the same heartbeat from then on: it no longer runs.
@@ -120,15 +146,15 @@ func TestDetector(t *testing.T) {
 		now = now.Add(p)
 		d.answered("a", 1, now)
 	}
-	if !d.down("a", now, exp) {
+	if !d.down("a", now, exp, p) {
 		t.Fatal("a heartbeat stuck for an expiry did not alert")
 	}
 	d.answered("a", 2, now)
-	if d.down("a", now, exp) || d.failing("a") {
+	if d.down("a", now, exp, p) || d.failing("a") {
 		t.Fatal("an advanced heartbeat did not clear")
 	}
 	d.watch([]string{"a"})
-	if d.down("b", now, exp) || d.failing("c") {
+	if d.down("b", now, exp, p) || d.failing("c") {
 		t.Fatal("forgotten subjects still tracked")
 	}
 	if !refusal(errors.New("connection refused")) || refusal(errors.New("context deadline exceeded")) {
