@@ -102,6 +102,9 @@ func startWorker(o options, r *runner) (*worker, error) {
 		"-reps", strconv.Itoa(o.reps), "-period", o.period.String(),
 		"-loss", strconv.FormatFloat(o.lossRate, 'g', -1, 64), "-loss-duration", o.lossDuration.String(),
 		"-limit", strconv.FormatFloat(o.limit, 'g', -1, 64), "-seed", strconv.FormatUint(o.seed, 10)}
+	if verbose {
+		args = append(args, "-v") // its false removals are logged too
+	}
 	cmd := exec.Command(exe, args...)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
