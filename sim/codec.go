@@ -144,24 +144,6 @@ func boolSize(num protowire.Number, b bool) int {
 
 func subSize(num protowire.Number, n int) int { return tagged(num, protowire.SizeBytes(n)) }
 
-func packedVarSize(num protowire.Number, vs []uint32) int {
-	if len(vs) == 0 {
-		return 0
-	}
-	n := 0
-	for _, v := range vs {
-		n += protowire.SizeVarint(uint64(v))
-	}
-	return subSize(num, n)
-}
-
-func packedFixedSize(num protowire.Number, vs []uint64) int {
-	if len(vs) == 0 {
-		return 0
-	}
-	return subSize(num, 8*len(vs))
-}
-
 func versionSize(num protowire.Number, v []*meshpb.WriterTime) int {
 	n := 0
 	for _, wt := range v {
@@ -265,20 +247,6 @@ func (t *tracer) reports(rs []*meshpb.Report) {
 }
 
 func (t *tracer) str(s string) { t.bytes(unsafe.Slice(unsafe.StringData(s), len(s))) }
-
-func (t *tracer) u32s(vs []uint32) {
-	t.word(uint64(len(vs)))
-	for _, v := range vs {
-		t.word(uint64(v))
-	}
-}
-
-func (t *tracer) u64s(vs []uint64) {
-	t.word(uint64(len(vs)))
-	for _, v := range vs {
-		t.word(v)
-	}
-}
 
 func (t *tracer) version(v []*meshpb.WriterTime) {
 	t.word(uint64(len(v)))
