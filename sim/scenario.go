@@ -692,16 +692,18 @@ func runIsolated(s *Sim, o Options, r *Report) {
 	s.Unreach([]string{x}, others)
 	xs := s.node(x).slot
 	s.Run(o.Duration)
-	// The others drop x, x lists nobody (its N-1 removals, local), and no
-	// other removal happens: x's own alerts remove nobody.
+	// The others drop x, x stops listing its subjects (all the others in
+	// a cluster of at most K+1; removals local to x), and no other
+	// removal happens: x's own alerts remove nobody.
 	r.addTarget("peers still listing the isolated one", float64(s.chk.holders[xs]), "", 0)
-	r.addTarget("removals of peers other than the isolated one", float64(s.stats.Removals)-float64(2*(o.N-1)), "", 0)
 	listed := 0
 	for _, a := range others {
 		if present(s.chk.views[xs][s.node(a).slot]) {
 			listed++
 		}
 	}
+	hidden := len(others) - listed
+	r.addTarget("removals of peers other than the isolated one", float64(s.stats.Removals)-float64(len(others)+hidden), "", 0)
 	r.add("members the isolated peer lists besides itself", float64(listed), "")
 	s.Unreachable(x, false)
 	d, ok := s.AwaitConvergence(20*s.Period(), "after the isolation")
