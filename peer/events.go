@@ -38,6 +38,10 @@ type Event struct {
 	// known meta on leave or failure. Do not modify it.
 	Meta *meshpb.PeerMeta
 	Time time.Time
+	// Decided is set on an EventFailed when this peer decided the removal
+	// on the alerts it holds, rather than learned it from another peer.
+	// Every peer decides on the same alerts, so several may.
+	Decided bool
 }
 
 // Stats counts protocol activity since the peer was created.

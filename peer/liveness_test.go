@@ -66,3 +66,27 @@ func TestRemovalCountsObserversUnderAlertOut(t *testing.T) {
 	}
 
 }
+
+// An EventFailed says whether this peer decided the removal on the
+// alerts it holds or learned it from another peer.
+func TestFailedEventSaysWhoDecided(t *testing.T) {
+	net, names, now := cluster(t, 4)
+	a, x := net[names[0]], names[3]
+	for _, st := range net {
+		st.events = nil
+	}
+	a.fail(x, now)
+	flushPushes(t, net, names, now)
+	for _, st := range net {
+		if st.self == x {
+			continue
+		}
+		i := slices.IndexFunc(st.events, func(ev Event) bool { return ev.Type == EventFailed && ev.Addr == x })
+		if i < 0 {
+			t.Fatalf("%s has no failure event of %s", st.self, x)
+		}
+		if got, want := st.events[i].Decided, st == a; got != want {
+			t.Errorf("%s: Decided = %v, want %v", st.self, got, want)
+		}
+	}
+}

@@ -588,7 +588,11 @@ func (s *state) done(ex *exchange) { delete(s.inflight, ex.addr) }
 
 // fail declares addr failed and tells the neighbours.
 func (s *state) fail(addr string, now time.Time) {
+	n := len(s.events)
 	if e, ok := s.declare(addr, meshpb.State_STATE_FAILED, now); ok {
+		for i := n; i < len(s.events); i++ {
+			s.events[i].Decided = s.events[i].Type == EventFailed && s.events[i].Addr == addr
+		}
 		s.tell([]entry{e}, nil, now)
 	}
 }

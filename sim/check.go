@@ -181,7 +181,7 @@ func (c *checker) stop(s *Sim, a int32, crashed bool) {
 }
 
 // observe checks and applies one membership event of observer n.
-func (c *checker) observe(s *Sim, n *node, ev peer.Event, failedCall int32) {
+func (c *checker) observe(s *Sim, n *node, ev peer.Event) {
 	o := n.slot
 	ai, ok := s.byAddr[ev.Addr]
 	if !ok {
@@ -220,7 +220,7 @@ func (c *checker) observe(s *Sim, n *node, ev peer.Event, failedCall int32) {
 		}
 		c.set(s, o, ai, id)
 	case peer.EventLeave, peer.EventFailed:
-		declared := ev.Type == peer.EventFailed && failedCall == ai
+		declared := ev.Type == peer.EventFailed && ev.Decided
 		if ev.Type == peer.EventLeave {
 			s.tr.add(rec{at: s.now, kind: recLeave, a: o, b: ai})
 		} else {

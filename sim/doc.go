@@ -44,8 +44,8 @@
 //   - convergence: AwaitConvergence demands that every live peer hold
 //     exactly the live peers with their current metas within a bound
 //     after the last fault;
-//   - no false removal: a FAILED tombstone a peer writes itself (an
-//     EventFailed out of Machine.Fail) for a peer that runs is false unless,
+//   - no false removal: an EventFailed (decided by the peer itself or
+//     learned from others) for a peer that runs is false unless,
 //     within Expiry (as the declaring peer applies it: by default it
 //     grows with log N) + RPCTimeout + 2 periods, that peer restarted or
 //     stalled, the declaring peer stalled, or a partition cut the two;

@@ -209,7 +209,7 @@ func (s *Sim) request(c *call) {
 		return
 	}
 	resp, err := n.m.Answer(c.req, s.at())
-	s.drain(n, -1)
+	s.drain(n)
 	if c.push {
 		if err != nil {
 			s.chk.violate(s, "protocol", fmt.Sprintf("%s refused the push of %s: %v", n.addr, s.nodes[c.from].addr, err), c.from, c.to)
@@ -278,7 +278,7 @@ func (s *Sim) response(c *call) {
 	if err != nil {
 		s.chk.violate(s, "protocol", fmt.Sprintf("%s rejected the answer of %s: %v", n.addr, s.nodes[c.to].addr, err), c.from, c.to)
 	}
-	s.drain(n, -1)
+	s.drain(n)
 	if next != nil {
 		s.startCall(n, next, next.Request, next.To, false)
 	}
@@ -300,7 +300,7 @@ func (s *Sim) fail(c *call) {
 	}
 	s.tr.add(rec{at: s.now, kind: recFail, a: c.from, b: c.to, x: b2u(deadline)})
 	n.m.Fail(c.out, c.err, s.at())
-	s.drain(n, c.to)
+	s.drain(n)
 }
 
 // round runs one gossip round of a node and schedules the next.
@@ -316,7 +316,7 @@ func (s *Sim) round(e event) {
 	outs := n.m.Round(s.at())
 	s.stats.Rounds++
 	s.tr.add(rec{at: s.now, kind: recRound, a: n.slot, b: -1, x: uint64(len(outs))})
-	s.drain(n, -1)
+	s.drain(n)
 	sortOutgoing(outs)
 	for _, o := range outs {
 		s.startCall(n, o, o.Request, o.To, false)
@@ -324,12 +324,10 @@ func (s *Sim) round(e event) {
 	s.schedule(s.now+s.period+n.slow, event{kind: evRound, slot: n.slot, inc: n.inc})
 }
 
-// drain feeds n's membership events to the checkers. failedCall is the
-// slot whose call just failed (-1 otherwise): a FAILED event then is n's
-// own declaration, not news relayed by others.
-func (s *Sim) drain(n *node, failedCall int32) {
+// drain feeds n's membership events to the checkers.
+func (s *Sim) drain(n *node) {
 	for _, ev := range n.m.TakeEvents() {
-		s.chk.observe(s, n, ev, failedCall)
+		s.chk.observe(s, n, ev)
 	}
 	// Pushes (news for the overlay, a corroborating probe) are calls
 	// like a round's: their answers and failures go back to the machine.

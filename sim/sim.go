@@ -433,7 +433,7 @@ func (s *Sim) boot(n *node, seeds []string, phase int64) {
 	n.paused, n.slow = 0, 0
 	s.stats.Joins++
 	s.chk.start(s, n.slot, id)
-	s.drain(n, -1)
+	s.drain(n)
 	s.schedule(s.now+phase, event{kind: evRound, slot: n.slot, inc: n.inc})
 }
 
@@ -472,7 +472,7 @@ func (s *Sim) Leave(addr string) {
 	}
 	s.fault(faultLeave, n.slot)
 	req, to := n.m.Leave(s.at())
-	s.drain(n, -1)
+	s.drain(n)
 	for _, a := range to {
 		s.startCall(n, nil, req, a, true)
 	}
@@ -513,7 +513,7 @@ func (s *Sim) SetMeta(addr string) {
 	if !n.unreachable {
 		s.chk.setExpected(s, n.slot, id)
 	}
-	s.drain(n, -1)
+	s.drain(n)
 }
 
 // Slow delays every round of the peer at addr by extra (0 restores it):
@@ -735,7 +735,7 @@ func (s *Sim) StartConverged(n int) []string {
 				panic(fmt.Sprintf("sim: %s refused the entries of its peers: %v", a, err))
 			}
 		}
-		s.drain(nd, -1)
+		s.drain(nd)
 	}
 	return addrs
 }
