@@ -100,7 +100,8 @@ func (m *Machine) measure(o *Outgoing, now time.Time) {
 // Fail records that o's call failed.
 func (m *Machine) Fail(o *Outgoing, err error, now time.Time) { m.st.onError(o.ex, err, now) }
 
-// AddSeed schedules addr to be contacted; see Peer.AddSeed.
+// AddSeed schedules addr to be contacted; see Peer.AddSeed. After the
+// first Round, the exchange with it starts at once: it is in TakePushes.
 func (m *Machine) AddSeed(addr string, now time.Time) error { return m.st.addSeed(addr, now) }
 
 // SetMeta changes this peer's meta; see Peer.SetMeta.
@@ -155,11 +156,11 @@ func (m *Machine) TakeEvents() []Event {
 
 // TakePushes returns the requests queued since the last call outside a
 // round: news told to the overlay at once beside anti-entropy (a new meta,
-// a refutation, alerts, removals, and what this peer relays), and probes
-// of a subject another observer alerts on. Send each as an Outgoing and
-// hand its answer to Deliver (which returns no follow-up) or its error
-// to Fail: at most one push is in flight to a neighbour, and the next
-// waits for it.
+// a refutation, alerts, removals, and what this peer relays), probes of a
+// subject another observer alerts on, and the exchange with a seed added
+// after the first round. Run each as a round's Outgoing: its answer to
+// Deliver (a seed's may return a follow-up) or its error to Fail. At most
+// one push is in flight to a neighbour, and the next waits for it.
 func (m *Machine) TakePushes() []*Outgoing {
 	out := m.wrap(m.st.pushes)
 	m.st.pushes = nil

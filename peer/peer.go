@@ -353,13 +353,16 @@ func (p *Peer) SetMeta(meta *meshpb.PeerMeta) error {
 
 // AddSeed asks the peer to contact addr, retrying with capped backoff until
 // it answers and whenever it is not a live member (so that partitions
-// heal). A seed becomes a member only once it has answered. Self and
-// known seeds are ignored; an invalid address is logged and ignored.
+// heal): at once on a running peer, else in its first round. A seed
+// becomes a member only once it has answered. Self and known seeds are
+// ignored; an invalid address is logged and ignored.
 func (p *Peer) AddSeed(seed string) {
 	now := p.cfg.Clock.Now()
 	p.mu.Lock()
 	err := p.m.AddSeed(seed, now)
+	fx := p.flushLocked()
 	p.mu.Unlock()
+	p.carryOut(fx)
 	if err != nil {
 		p.cfg.Logger.Error("seed ignored", "err", err)
 	}

@@ -261,6 +261,13 @@ func (s *state) addSeed(addr string, now time.Time) error {
 		return nil
 	}
 	s.seeds[addr] = &retry{next: now, backoff: s.cfg.PingPeriod}
+	if !s.lastRound.IsZero() && !s.liveMember(addr) {
+		// Rounds run: contact it now rather than at the next one, which
+		// is up to a period away (a joiner calls AddSeed after Run).
+		if ex := s.begin(addr, seedProbe, now); ex != nil {
+			s.pushes = append(s.pushes, ex)
+		}
+	}
 	return nil
 }
 
@@ -314,24 +321,10 @@ func (s *state) round(now time.Time) []*exchange {
 
 	var out []*exchange
 	start := func(addr string, kind exchangeKind) *exchange {
-		if s.inflight[addr] || addr == s.self {
-			return nil
+		ex := s.begin(addr, kind, now)
+		if ex != nil {
+			out = append(out, ex)
 		}
-		s.inflight[addr] = true
-		var req *meshpb.SyncRequest
-		if kind == observeProbe {
-			req = s.probeRequest()
-		} else {
-			req = s.digestRequest()
-			if s.pending[addr] {
-				// It is listed again once one of its observers reaches it
-				// (reachedBy), and this exchange may be the only request
-				// an observer sends it.
-				req.From = s.self
-			}
-		}
-		ex := &exchange{addr: addr, req: req, kind: kind, started: now}
-		out = append(out, ex)
 		return ex
 	}
 	// Fanout partners among the subjects: the overlay is an expander, so
@@ -367,6 +360,28 @@ func (s *state) round(now time.Time) []*exchange {
 		start(due, deadProbe)
 	}
 	return out
+}
+
+// begin starts an exchange of kind with addr at now, unless one is in
+// flight or addr is this peer.
+func (s *state) begin(addr string, kind exchangeKind, now time.Time) *exchange {
+	if s.inflight[addr] || addr == s.self {
+		return nil
+	}
+	s.inflight[addr] = true
+	var req *meshpb.SyncRequest
+	if kind == observeProbe {
+		req = s.probeRequest()
+	} else {
+		req = s.digestRequest()
+		if s.pending[addr] {
+			// It is listed again once one of its observers reaches it
+			// (reachedBy), and this exchange may be the only request
+			// an observer sends it.
+			req.From = s.self
+		}
+	}
+	return &exchange{addr: addr, req: req, kind: kind, started: now}
 }
 
 // partners draws up to k distinct subjects with no exchange in flight.
