@@ -32,15 +32,15 @@ type PeerConfig struct {
 	// per round. Default 1. Each extra partner adds one exchange per round
 	// and speeds up the repair of missed news.
 	Fanout int
-	// Observers is K, how many observers watch each member: its
-	// successors on K hash rings of the addresses (everyone, up to K+1
-	// members), so that every peer watches about K members, two of them
-	// probed a round in turn, and tells news to them (docs/PROTOCOL.md).
+	// Observers is K, how many distinct observers watch each member: one
+	// per hash ring of the addresses (everyone, up to K+1 members), so
+	// that every peer watches about K members, contacts two of them a
+	// round in turn, and tells news to them (docs/PROTOCOL.md).
 	// A member is removed once a majority of its available observers (at least
 	// two) alert on it. Default 8. More observers make a removal need more
 	// independent alerts and spread news in fewer hops, at more
 	// connections (about 2K a peer, in and out) and a longer wait before
-	// every observer of a silent member has probed it (K/2 rounds).
+	// every observer of a silent member has probed it (about K/2 rounds).
 	Observers int
 	// Expiry is how long an observer may go without reaching a member it
 	// watches (a probe answered with an advanced heartbeat) before it

@@ -2,6 +2,7 @@ package peer
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -25,6 +26,8 @@ type watch struct {
 	fails     int       // probes failed in a row
 	since     time.Time // when the run of failures began
 	last      time.Time // when the last counted failed probe started
+	probed    time.Time // when the last probe started (an exchange probes too)
+	synced    time.Time // when the last anti-entropy exchange started
 }
 
 // failsToAlert is how many probes in a row, started in different rounds,
@@ -44,8 +47,11 @@ func failsFor(expiry, period time.Duration) int {
 }
 
 // watch makes subjects the watched set; subjects no longer watched are
-// forgotten.
-func (d *detector) watch(subjects []string) {
+// forgotten. A new subject counts as last probed and synced at random
+// points of the past (ago), so that the observers of a member, which often
+// gain it at the same moment (it joined), do not contact it in step (see
+// stalest).
+func (d *detector) watch(subjects []string, now time.Time, ago func() time.Duration) {
 	if d.watches == nil {
 		d.watches = map[string]*watch{}
 	}
@@ -53,7 +59,7 @@ func (d *detector) watch(subjects []string) {
 	for _, a := range subjects {
 		keep[a] = true
 		if d.watches[a] == nil {
-			d.watches[a] = &watch{}
+			d.watches[a] = &watch{probed: now.Add(-ago()), synced: now.Add(-ago())}
 		}
 	}
 	for a := range d.watches {
@@ -103,10 +109,12 @@ func (w *watch) fail(started time.Time) {
 // down reports whether this peer considers addr unreachable at now: a
 // probe was refused since it last answered (nothing listens at its
 // address); or its probes have failed, failsFor(expiry, period) or more
-// in a row, for an expiry (a silent host, a lost path, a wedged process).
-func (d *detector) down(addr string, now time.Time, expiry, period time.Duration) bool {
+// in a row, for an expiry (a silent host, a lost path, a wedged process),
+// or for any time at all where corroborated: other observers' alerts
+// already vouch for the expiry.
+func (d *detector) down(addr string, now time.Time, expiry, period time.Duration, corroborated bool) bool {
 	w := d.watches[addr]
-	return w != nil && (w.refused || w.fails >= failsFor(expiry, period) && now.Sub(w.since) >= expiry)
+	return w != nil && (w.refused || w.fails >= failsFor(expiry, period) && (corroborated || now.Sub(w.since) >= expiry))
 }
 
 // restart forgets addr's run of failures: it wrote a new entry, so an
@@ -115,6 +123,42 @@ func (d *detector) restart(addr string) {
 	if w := d.watches[addr]; w != nil {
 		w.fails, w.refused = 0, false
 	}
+}
+
+// probing notes that a probe of addr starts at now; syncing, that an
+// anti-entropy exchange, which probes too, does.
+func (d *detector) probing(addr string, now time.Time) {
+	if w := d.watches[addr]; w != nil {
+		w.probed = now
+	}
+}
+
+func (d *detector) syncing(addr string, now time.Time) {
+	if w := d.watches[addr]; w != nil {
+		w.probed, w.synced = now, now
+	}
+}
+
+// stalest returns up to n of subjects but skip's, those whose last probe
+// (or, with synced, anti-entropy exchange) is oldest; ties in subjects'
+// order. Partners take turns on their own clock: an exchange probes too,
+// so on the probes' one a subject probed every round would never be the
+// partner.
+func (d *detector) stalest(subjects []string, n int, synced bool, skip func(string) bool) []string {
+	last := func(a string) time.Time {
+		if synced {
+			return d.watches[a].synced
+		}
+		return d.watches[a].probed
+	}
+	var out []string
+	for _, a := range subjects {
+		if w := d.watches[a]; w != nil && !skip(a) {
+			out = append(out, a)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b string) int { return last(a).Compare(last(b)) })
+	return out[:min(n, len(out))]
 }
 
 // failing reports whether addr's last probe failed: it is probed every

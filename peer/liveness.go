@@ -50,7 +50,9 @@ func (s *state) refreshOverlay(now time.Time) {
 	slices.Sort(subjects)
 	s.subjects = subjects
 	s.relays = ov.relaysOf(s.self, relayRings)
-	s.det.watch(subjects)
+	// A new subject's turns come at random points of the cycles.
+	cycle := int64(len(subjects)) * int64(s.cfg.PingPeriod)
+	s.det.watch(subjects, now, func() time.Duration { return time.Duration(s.rng.Int64N(cycle + 1)) })
 }
 
 // wouldObserve reports whether this peer is one of addr's observers, or
@@ -64,38 +66,39 @@ func (s *state) wouldObserve(addr string) bool {
 // and a lost push or a dead relay on one ring is made up by the others.
 const relayRings = 3
 
-// probes returns the subjects to probe this round: two in turn (SWIM
-// probes one member a period), so that a peer's probes cost the same at
-// any K, a member is probed about twice a round by its K observers
-// together (three, with the anti-entropy exchange, which probes too), and
-// every observer of a member that went silent starts its run of failures
-// within K/2 rounds; every subject whose last probe failed or that
-// another observer alerts on, until it answers or this peer alerts too;
-// and the others while two or more fail, which may mean this peer is cut
-// off (see checkCutOff); maxProbes in all.
-func (s *state) probes() []string {
+// probes returns the subjects to probe this round, but those in partners
+// (whose exchange probes them): the one contacted longest ago (SWIM probes
+// one member a period), so that with the anti-entropy partner every
+// subject is contacted about every K/2 rounds, a member about twice a
+// round by its K observers together, at the same cost at any K; every
+// subject whose last probe failed or that another observer alerts on,
+// until it answers or this peer alerts too; and the others while two or
+// more fail, which may mean this peer is cut off (see checkCutOff);
+// maxProbes in all.
+func (s *state) probes(partners []string) []string {
 	if len(s.subjects) == 0 {
 		return nil
 	}
-	var out []string
-	for range min(2, len(s.subjects)) {
-		out = append(out, s.subjects[s.probed%len(s.subjects)])
-		s.probed++
-	}
+	out := s.det.stalest(s.subjects, stalestProbes, false, func(a string) bool { return slices.Contains(partners, a) })
 	failing := 0
 	for _, a := range s.subjects {
 		if s.det.failing(a) {
 			failing++
 		}
 	}
-	for i := 0; i < len(s.subjects) && len(out) < maxProbes; i++ {
-		a := s.subjects[(s.probed+i)%len(s.subjects)]
-		if !slices.Contains(out, a) && (failing >= 2 || s.unsettled(a)) {
+	for _, a := range s.subjects {
+		if len(out) < maxProbes && !slices.Contains(out, a) && !slices.Contains(partners, a) && (failing >= 2 || s.unsettled(a)) {
 			out = append(out, a)
 		}
 	}
 	return out
 }
+
+// stalestProbes is how many subjects a round probes in turn, beside its
+// anti-entropy partners. One: a third contact a round shortened the wait
+// for a silent member's observers by less than corroboration does (see
+// observe), for a third more steady traffic.
+const stalestProbes = 1
 
 // maxProbes bounds the probes of one round: a starved peer whose probes
 // all time out must not multiply its calls.
@@ -115,18 +118,24 @@ func (s *state) unsettled(subject string) bool {
 	return len(s.reps.alerts(subject)) > 0
 }
 
-// corroborate probes at once each of rs's subjects that this peer
-// observes and that another observer just alerted on, so that a crashed
-// member's observers confirm within a round trip of the first alert.
+// corroborate looks again at each of rs's subjects that this peer
+// observes and that another observer just alerted on (see observe), and
+// probes it at once, so that a crashed member's observers confirm within
+// a round trip of the first alert.
 func (s *state) corroborate(rs []report, now time.Time) {
 	for _, r := range rs {
-		if !r.alert || r.observer == s.self || s.inflight[r.subject] || !s.unsettled(r.subject) {
+		if !r.alert || r.observer == s.self {
 			continue
 		}
 		if _, mine := slices.BinarySearch(s.subjects, r.subject); !mine {
 			continue
 		}
+		s.observe(r.subject, now) // this alert may corroborate failures seen already
+		if s.inflight[r.subject] || !s.unsettled(r.subject) {
+			continue
+		}
 		s.inflight[r.subject] = true
+		s.det.probing(r.subject, now)
 		s.pushes = append(s.pushes, &exchange{addr: r.subject, kind: observeProbe, started: now, req: s.probeRequest()})
 	}
 }
@@ -171,7 +180,7 @@ func (s *state) checkCutOff(now time.Time) {
 	defer func() { s.checkingCutOff = false }()
 	var down []string
 	for _, a := range s.subjects {
-		if s.det.down(a, now, s.expiry(), s.cfg.PingPeriod) {
+		if s.det.down(a, now, s.expiry(), s.cfg.PingPeriod, false) {
 			down = append(down, a)
 		}
 	}
@@ -214,11 +223,17 @@ func (s *state) observe(subject string, now time.Time) {
 		return
 	}
 	// A peer that is cut off distrusts its own timeouts (see checkCutOff).
-	exp := s.expiry()
+	// Otherwise, once the subject is a suspect, this peer's own run of
+	// failed probes confirms the alerts of others, whose runs spanned an
+	// Expiry: a silent member's observers, each starting its run when
+	// its turn to probe came, alert together once two of them have.
+	exp, corroborated := s.expiry(), false
 	if s.cutOff {
 		exp *= cutOffSlowdown
+	} else {
+		corroborated = s.suspect(subject, s.overlay())
 	}
-	down := s.det.down(subject, now, exp, s.cfg.PingPeriod)
+	down := s.det.down(subject, now, exp, s.cfg.PingPeriod, corroborated)
 	mine, said := s.reps.by[subject][s.self]
 	if down == (said && mine.alert) || !down && !said {
 		return

@@ -1,39 +1,59 @@
 package peer
 
 import (
-	"math"
+	"cmp"
 	"slices"
+	"sort"
 )
 
 // overlay is the monitoring graph over a view: every member is watched by
-// the members that follow it on k hash rings of the addresses (Rapid's
-// expander), so any peer computes who watches whom from the membership
-// alone, each member has at most k observers and each peer watches at
-// most k subjects. In a view of at most k+1 members everyone watches
-// everyone. It is a pure value: no clock, no I/O.
+// k distinct observers, one per hash ring of the addresses (Rapid's
+// expander): on ring r, the first member following it there that is not
+// already its observer on an earlier ring. So any peer computes who
+// watches whom from the membership alone, and every member has exactly k
+// observers (everyone else, in a view of at most k+1): with plain
+// successors, ring collisions left some members with five of eight, and
+// three stray alerts under loss were a majority. It is a pure value: no
+// clock, no I/O.
 type overlay struct {
 	k    int
 	view []string // sorted
-	// hashes[r][i] is view[i]'s position on ring r; computed once per view.
-	hashes [][]uint64
-	memo   map[string][]string // observersOf, by subject
+	// ring[r] lists view positions in their order on ring r, and at[r][i]
+	// is where view[i] stands in it; computed once per view.
+	ring [][]int32
+	at   [][]int32
+	memo map[string][]string // observersOf, by subject
 }
 
 // newOverlay returns the overlay of k rings over a sorted view. The rings
 // exist in a complete overlay too: news travels along them (relaysOf).
 func newOverlay(view []string, k int) *overlay {
-	o := &overlay{k: k, view: view}
+	o := &overlay{k: k, view: view, ring: make([][]int32, k), at: make([][]int32, k)}
 	base := make([]uint64, len(view))
 	for i, a := range view {
 		base[i] = addrHash(a)
 	}
-	o.hashes = make([][]uint64, k)
+	hs := make([]uint64, len(view))
 	for r := range k {
-		hs := make([]uint64, len(view))
 		for i, b := range base {
 			hs[i] = ringHash(b, r)
 		}
-		o.hashes[r] = hs
+		ring := make([]int32, len(view))
+		for i := range ring {
+			ring[i] = int32(i)
+		}
+		// Ties, which need equal 64-bit hashes, are broken by position.
+		slices.SortFunc(ring, func(i, j int32) int {
+			if c := cmp.Compare(hs[i], hs[j]); c != 0 {
+				return c
+			}
+			return cmp.Compare(i, j)
+		})
+		at := make([]int32, len(view))
+		for p, i := range ring {
+			at[i] = int32(p)
+		}
+		o.ring[r], o.at[r] = ring, at
 	}
 	return o
 }
@@ -48,49 +68,17 @@ func ringHash(base uint64, r int) uint64 { return mix64(base ^ mix64(uint64(r)+1
 // complete reports whether everyone watches everyone.
 func (o *overlay) complete() bool { return len(o.view) <= o.k+1 }
 
-// neighbours returns, for the member at view position i on ring r, the
-// positions of its predecessor and successor (i itself in a view of one).
-func (o *overlay) neighbours(r, i int) (pred, succ int) {
-	hs := o.hashes[r]
-	h := hs[i]
-	pred, succ = -1, -1
-	// The nearest hash below h (wrapping to the largest) and above it
-	// (wrapping to the smallest); ties, which need equal 64-bit hashes,
-	// are broken by position.
-	var lo, hi, maxAt, minAt = -1, -1, 0, 0
-	for j, x := range hs {
-		if x > hs[maxAt] || x == hs[maxAt] && j > maxAt {
-			maxAt = j
-		}
-		if x < hs[minAt] || x == hs[minAt] && j < minAt {
-			minAt = j
-		}
-		if j == i {
-			continue
-		}
-		if less(x, j, h, i) && (lo < 0 || less(hs[lo], lo, x, j)) {
-			lo = j
-		}
-		if less(h, i, x, j) && (hi < 0 || less(x, j, hs[hi], hi)) {
-			hi = j
-		}
-	}
-	pred, succ = lo, hi
-	if pred < 0 {
-		pred = maxAt
-	}
-	if succ < 0 {
-		succ = minAt
-	}
-	return pred, succ
+// step returns the view position d places after ring place p on ring r
+// (before it, for d < 0), wrapping.
+func (o *overlay) step(r, p, d int) int {
+	n := len(o.view)
+	return int(o.ring[r][((p+d)%n+n)%n])
 }
 
-// less orders ring positions: by hash, then by view position.
-func less(a uint64, i int, b uint64, j int) bool { return a < b || a == b && i < j }
-
-// observersOf returns the distinct observers of subject, which need not be
-// in the view (a member that is not listed yet is watched by those that
-// would follow it), sorted.
+// observersOf returns the k distinct observers of subject (everyone else
+// in a complete overlay), sorted. Subject need not be in the view: a
+// member that is not listed yet is watched by those that would watch it
+// if it were.
 func (o *overlay) observersOf(subject string) []string {
 	if got, ok := o.memo[subject]; ok {
 		return got
@@ -104,49 +92,50 @@ func (o *overlay) observersOf(subject string) []string {
 }
 
 func (o *overlay) computeObservers(subject string) []string {
-	if o.complete() || !slices.Contains(o.view, subject) && len(o.view) <= o.k {
+	i, in := slices.BinarySearch(o.view, subject)
+	if o.complete() || !in && len(o.view) <= o.k {
 		return without(o.view, subject)
 	}
-	i, in := slices.BinarySearch(o.view, subject)
-	if !in {
-		return o.observersOfAbsent(subject, i)
-	}
-	var out []string
+	chosen := make([]int, 0, o.k)
 	for r := range o.k {
-		_, succ := o.neighbours(r, i)
-		out = append(out, o.view[succ])
-	}
-	slices.Sort(out)
-	return slices.Compact(out)
-}
-
-// observersOfAbsent returns the observers that subject, not in the view
-// but sorting at position at, would have in the view with it added: on
-// each ring, the member whose position follows its own. One pass over
-// each ring: every failed member's would-be observers are asked for.
-func (o *overlay) observersOfAbsent(subject string, at int) []string {
-	base := addrHash(subject)
-	var out []string
-	for r, hs := range o.hashes {
-		h := ringHash(base, r)
-		best, bestD := -1, uint64(0)
-		for j, x := range hs {
-			d := x - h // how far past h, wrapping
-			if d == 0 && j < at {
-				d = math.MaxUint64 // an equal hash before it in the view comes before it
-			}
-			if best < 0 || d < bestD {
-				best, bestD = j, d
-			}
+		// The first place after subject's own on ring r; a subject that
+		// is not in the view is placed where it would be.
+		var p int
+		if in {
+			p = int(o.at[r][i]) + 1
+		} else {
+			p = o.placeAfter(r, subject, i)
 		}
-		out = append(out, o.view[best])
+		for d := 0; ; d++ {
+			j := o.step(r, p, d)
+			if in && j == i || slices.Contains(chosen, j) {
+				continue
+			}
+			chosen = append(chosen, j)
+			break
+		}
+	}
+	out := make([]string, len(chosen))
+	for n, j := range chosen {
+		out[n] = o.view[j]
 	}
 	slices.Sort(out)
-	return slices.Compact(out)
+	return out
 }
 
-// subjectsOf returns the distinct members self watches, sorted: on each
-// ring, its predecessor. Self need not be in the view.
+// placeAfter returns the ring place on ring r that would follow subject,
+// which is not in the view but would sort at view position at.
+func (o *overlay) placeAfter(r int, subject string, at int) int {
+	h := ringHash(addrHash(subject), r)
+	ring := o.ring[r]
+	return sort.Search(len(ring), func(p int) bool {
+		x := ringHash(addrHash(o.view[ring[p]]), r)
+		return x > h || x == h && int(ring[p]) >= at
+	})
+}
+
+// subjectsOf returns the members self watches, sorted: about k, exactly
+// those whose observersOf include self. Self need not be in the view.
 func (o *overlay) subjectsOf(self string) []string {
 	i, in := slices.BinarySearch(o.view, self)
 	if !in {
@@ -159,19 +148,26 @@ func (o *overlay) subjectsOf(self string) []string {
 	}
 	var out []string
 	for r := range o.k {
-		pred, _ := o.neighbours(r, i)
-		out = append(out, o.view[pred])
+		// Self is x's observer on ring r only if every member between them
+		// there is x's observer on an earlier ring: x is among self's r+1
+		// predecessors.
+		for d := 1; d <= r+1; d++ {
+			x := o.view[o.step(r, int(o.at[r][i]), -d)]
+			if !slices.Contains(out, x) && slices.Contains(o.observersOf(x), self) {
+				out = append(out, x)
+			}
+		}
 	}
 	slices.Sort(out)
-	return slices.Compact(out)
+	return out
 }
 
 // relaysOf returns the distinct members self tells news to, sorted: its
-// predecessors on the first rings rings, which are among its subjects.
-// Each ring is a cycle through every member, so news relayed along even
-// one reaches everyone; along a few it takes about log N hops, and each
-// member receives it about rings times rather than k. Self need not be in
-// the view.
+// predecessors on the first rings rings, which it observes (on that ring
+// or an earlier one). Each ring is a cycle through every member, so news
+// relayed along even one reaches everyone; along a few it takes about
+// log N hops, and each member receives it about rings times rather than
+// k. Self need not be in the view.
 func (o *overlay) relaysOf(self string, rings int) []string {
 	i, in := slices.BinarySearch(o.view, self)
 	if !in {
@@ -182,8 +178,7 @@ func (o *overlay) relaysOf(self string, rings int) []string {
 	}
 	var out []string
 	for r := range min(rings, o.k) {
-		pred, _ := o.neighbours(r, i)
-		out = append(out, o.view[pred])
+		out = append(out, o.view[o.step(r, int(o.at[r][i]), -1)])
 	}
 	slices.Sort(out)
 	return slices.Compact(out)

@@ -15,9 +15,10 @@ func addrsN(n int) []string {
 	return out
 }
 
-// Every member has at most K observers and watches at most K subjects,
-// never itself, and the two relations are each other's inverse: any
-// peer computes the same graph from the same view.
+// Every member has exactly K observers (everyone else, up to K+1
+// members) and watches about K subjects, never itself, and the two
+// relations are each other's inverse: any peer computes the same graph
+// from the same view.
 func TestOverlayPlacement(t *testing.T) {
 	for _, c := range []struct{ n, k int }{{1, 8}, {2, 8}, {9, 8}, {10, 8}, {64, 8}, {500, 10}} {
 		view := addrsN(c.n)
@@ -25,7 +26,7 @@ func TestOverlayPlacement(t *testing.T) {
 		watchers := map[string][]string{}
 		for _, a := range view {
 			subs := ov.subjectsOf(a)
-			if len(subs) > c.k || slices.Contains(subs, a) {
+			if len(subs) > 3*c.k/2 || slices.Contains(subs, a) {
 				t.Fatalf("n=%d k=%d: %s watches %v", c.n, c.k, a, subs)
 			}
 			if c.n <= c.k+1 && len(subs) != c.n-1 {
@@ -41,8 +42,8 @@ func TestOverlayPlacement(t *testing.T) {
 			if !slices.Equal(obs, got) {
 				t.Fatalf("n=%d k=%d: observersOf(%s) = %v, but these watch it: %v", c.n, c.k, x, obs, got)
 			}
-			if c.n > 1 && len(obs) == 0 {
-				t.Fatalf("n=%d k=%d: %s has no observer", c.n, c.k, x)
+			if want := min(c.k, c.n-1); len(obs) != want {
+				t.Fatalf("n=%d k=%d: %s has %d observers, want %d", c.n, c.k, x, len(obs), want)
 			}
 		}
 		if again := newOverlay(slices.Clone(view), c.k); c.n > 0 && !slices.Equal(again.subjectsOf(view[0]), ov.subjectsOf(view[0])) {
@@ -51,38 +52,26 @@ func TestOverlayPlacement(t *testing.T) {
 	}
 }
 
-// Rings spread the work: at 500 members and K = 10 nobody observes more
-// than K and most have about K distinct observers.
-func TestOverlayDistinctObservers(t *testing.T) {
-	view := addrsN(500)
-	ov := newOverlay(view, 10)
-	low := 0
-	for _, x := range view {
-		if n := len(ov.observersOf(x)); n < 8 {
-			low++
-		}
-	}
-	if low > len(view)/20 {
-		t.Fatalf("%d of %d members have fewer than 8 distinct observers of 10", low, len(view))
-	}
-}
-
 // A member joining or leaving changes few other members' subjects: the
 // overlay is stable under churn, so connections and watches persist.
 func TestOverlayStableUnderChurn(t *testing.T) {
 	view := addrsN(200)
 	before := newOverlay(view, 8)
-	after := newOverlay(slices.Concat(view[:100], view[101:]), 8) // view[100] leaves
-	changed := 0
-	for _, a := range view {
-		if a != view[100] && !slices.Equal(before.subjectsOf(a), after.subjectsOf(a)) {
-			changed++
+	for l, leaver := range view {
+		after := newOverlay(slices.Concat(view[:l], view[l+1:]), 8)
+		changed := 0
+		for _, a := range view {
+			if a != leaver && !slices.Equal(before.subjectsOf(a), after.subjectsOf(a)) {
+				changed++
+			}
 		}
-	}
-	// On each of the 8 rings only the leaver's observer gets a new
-	// subject (its predecessor there).
-	if changed > 8 {
-		t.Fatalf("one leave changed the subjects of %d members, want at most 8", changed)
+		// On each of the 8 rings the leaver's subject there gets a new
+		// observer (the next member along, or the one after it where that
+		// one already watched the subject), and that observer a new
+		// subject: 8 members, a few more where the skips cascade.
+		if changed > 12 {
+			t.Fatalf("%s leaving changed the subjects of %d members, want at most 12", leaver, changed)
+		}
 	}
 }
 

@@ -89,15 +89,15 @@ func TestBadReportLeavesStateUntouched(t *testing.T) {
 func TestDetectorFailsForLongExpiry(t *testing.T) {
 	const exp = 8 * p
 	var d detector
-	d.watch([]string{"c"})
+	d.watch([]string{"c"}, t0, func() time.Duration { return 0 })
 	for i := range 3 { // 3 failures, 4 periods apart: they span the expiry
 		d.failed("c", false, t0.Add(time.Duration(4*i)*p))
 	}
-	if d.down("c", t0.Add(12*p), exp, p) {
+	if d.down("c", t0.Add(12*p), exp, p, false) {
 		t.Fatal("3 failures alerted with an expiry of 8 periods; want 4")
 	}
 	d.failed("c", false, t0.Add(13*p))
-	if !d.down("c", t0.Add(13*p), exp, p) {
+	if !d.down("c", t0.Add(13*p), exp, p, false) {
 		t.Fatal("4 failures over 13 periods did not alert")
 	}
 	if got := failsFor(5*p, p); got != failsToAlert {
@@ -108,37 +108,87 @@ func TestDetectorFailsForLongExpiry(t *testing.T) {
 	}
 }
 
+// Corroborated (two other observers alert), a run of failsFor failures
+// alerts however short; uncorroborated, it must span the expiry; and
+// fewer failures never alert.
+func TestDetectorCorroboratedRun(t *testing.T) {
+	const exp = 8 * p
+	var d detector
+	d.watch([]string{"c"}, t0, func() time.Duration { return 0 })
+	for i := range 3 {
+		d.failed("c", false, t0.Add(time.Duration(i)*p))
+	}
+	now := t0.Add(3 * p)
+	if d.down("c", now, exp, p, true) {
+		t.Fatal("3 failures alerted with an expiry of 8 periods, corroborated; want 4")
+	}
+	d.failed("c", false, now)
+	if !d.down("c", now, exp, p, true) || d.down("c", now, exp, p, false) {
+		t.Fatal("4 failures over 3 periods: want down when corroborated only")
+	}
+}
+
+// Probes and anti-entropy each take turns over the subjects, on their
+// own clocks: the subject contacted longest ago first. A new subject's
+// turn is set in the past by ago, so observers that gained it together
+// do not contact it in step.
+func TestDetectorTakesTurns(t *testing.T) {
+	var d detector
+	ago := map[string]time.Duration{"a": 3 * p, "b": p, "c": 2 * p}
+	var next []string
+	for _, a := range []string{"a", "b", "c"} {
+		next = append(next, a)
+		d.watch(next, t0, func() time.Duration { return ago[a] })
+	}
+	none := func(string) bool { return false }
+	if got := d.stalest([]string{"a", "b", "c"}, 3, false, none); !slices.Equal(got, []string{"a", "c", "b"}) {
+		t.Fatalf("probe order %v, want the oldest turn first: [a c b]", got)
+	}
+	// An exchange with a probes it too; a probe of c is no exchange.
+	d.syncing("a", t0)
+	d.probing("c", t0)
+	if got := d.stalest([]string{"a", "b", "c"}, 1, false, none); !slices.Equal(got, []string{"b"}) {
+		t.Fatalf("next probe %v, want [b]", got)
+	}
+	if got := d.stalest([]string{"a", "b", "c"}, 1, true, none); !slices.Equal(got, []string{"c"}) {
+		t.Fatalf("next partner %v, want [c]: probed, but its exchange turn is oldest", got)
+	}
+	if got := d.stalest([]string{"a", "b", "c"}, 2, true, func(a string) bool { return a == "c" }); !slices.Equal(got, []string{"b", "a"}) {
+		t.Fatalf("partners but c %v, want [b a]", got)
+	}
+}
+
 // The detector alerts at once on a refusal; after probes of three rounds
 // or more failing for an expiry otherwise; and on a heartbeat that
 // stopped.
 func TestDetector(t *testing.T) {
 	const exp = 5 * p
 	var d detector
-	d.watch([]string{"a", "b", "c"})
+	d.watch([]string{"a", "b", "c"}, t0, func() time.Duration { return 0 })
 	now := t0.Add(p)
 	d.answered("a", 1, now)
 	d.failed("b", true, now)
-	if d.down("a", now, exp, p) || !d.down("b", now, exp, p) {
+	if d.down("a", now, exp, p, false) || !d.down("b", now, exp, p, false) {
 		t.Fatal("want a up, b down on its refusal")
 	}
 	// c's calls of one round fail together (a reset connection): one failure.
 	for range 3 {
 		d.failed("c", false, t0)
 	}
-	if d.down("c", t0.Add(20*p), exp, p) {
+	if d.down("c", t0.Add(20*p), exp, p, false) {
 		t.Fatal("calls started in one round counted as failures in a row")
 	}
 	d.failed("c", false, t0.Add(p))
-	if d.down("c", t0.Add(20*p), exp, p) {
+	if d.down("c", t0.Add(20*p), exp, p, false) {
 		t.Fatal("two failures in a row alerted")
 	}
 	d.failed("c", false, t0.Add(2*p))
-	if d.down("c", t0.Add(exp-p), exp, p) || !d.down("c", t0.Add(exp), exp, p) {
+	if d.down("c", t0.Add(exp-p), exp, p, false) || !d.down("c", t0.Add(exp), exp, p, false) {
 		t.Fatal("three failures should alert only once they lasted an expiry")
 	}
 	// A stall of this peer restarts the run of failures.
 	d.resume(t0.Add(30 * p))
-	if d.down("c", t0.Add(30*p), exp, p) {
+	if d.down("c", t0.Add(30*p), exp, p, false) {
 		t.Fatal("down right after this peer's own stall")
 	}
 	// a answers with the same heartbeat from then on: it no longer runs.
@@ -146,15 +196,15 @@ func TestDetector(t *testing.T) {
 		now = now.Add(p)
 		d.answered("a", 1, now)
 	}
-	if !d.down("a", now, exp, p) {
+	if !d.down("a", now, exp, p, false) {
 		t.Fatal("a heartbeat stuck for an expiry did not alert")
 	}
 	d.answered("a", 2, now)
-	if d.down("a", now, exp, p) || d.failing("a") {
+	if d.down("a", now, exp, p, false) || d.failing("a") {
 		t.Fatal("an advanced heartbeat did not clear")
 	}
-	d.watch([]string{"a"})
-	if d.down("b", now, exp, p) || d.failing("c") {
+	d.watch([]string{"a"}, t0, func() time.Duration { return 0 })
+	if d.down("b", now, exp, p, false) || d.failing("c") {
 		t.Fatal("forgotten subjects still tracked")
 	}
 	if !refusal(errors.New("connection refused")) || refusal(errors.New("context deadline exceeded")) {

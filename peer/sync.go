@@ -163,7 +163,6 @@ type state struct {
 	ov        *overlay
 	subjects  []string
 	relays    []string
-	probed    int // round-robin cursor into subjects (see probes)
 	det       detector
 	reps      reports
 	out       outbox
@@ -330,13 +329,13 @@ func (s *state) round(now time.Time) []*exchange {
 	// Fanout partners among the subjects: the overlay is an expander, so
 	// anti-entropy over it reaches everyone, over the connections the
 	// probes hold. The exchange probes its partner too.
-	probes := s.probes()
-	for _, a := range s.partners(s.cfg.Fanout) {
+	partners := s.partners(s.cfg.Fanout)
+	for _, a := range partners {
 		if ex := start(a, gossipPartner); ex != nil {
 			ex.probe = true
 		}
 	}
-	for _, a := range probes {
+	for _, a := range s.probes(partners) {
 		start(a, observeProbe)
 	}
 	for _, addr := range slices.Sorted(maps.Keys(s.seeds)) { // sorted: same seed, same run
@@ -381,19 +380,19 @@ func (s *state) begin(addr string, kind exchangeKind, now time.Time) *exchange {
 			req.From = s.self
 		}
 	}
+	switch kind {
+	case observeProbe:
+		s.det.probing(addr, now)
+	case gossipPartner:
+		s.det.syncing(addr, now)
+	}
 	return &exchange{addr: addr, req: req, kind: kind, started: now}
 }
 
-// partners draws up to k distinct subjects with no exchange in flight.
+// partners returns up to k subjects with no exchange in flight, those
+// whose turn for anti-entropy is oldest: it takes turns over the subjects.
 func (s *state) partners(k int) []string {
-	var free []string
-	for _, a := range s.subjects {
-		if !s.inflight[a] {
-			free = append(free, a)
-		}
-	}
-	s.rng.Shuffle(len(free), func(i, j int) { free[i], free[j] = free[j], free[i] })
-	return free[:min(k, len(free))]
+	return s.det.stalest(s.subjects, k, true, func(a string) bool { return s.inflight[a] })
 }
 
 // expiry is Expiry, or by default max(5, ⌈1.25·log2(N+1)⌉) rounds and at
