@@ -140,10 +140,6 @@ func (s *state) corroborate(rs []report, now time.Time) {
 	}
 }
 
-// cutOffSlowdown multiplies Expiry for a cut-off peer's timeouts, as
-// Lifeguard's local health multiplies its timeouts (up to 8).
-const cutOffSlowdown = 4
-
 // probeRequest is a probe of a subject: who asks, so that a pending
 // subject knows an observer reached it (reachedBy), and nothing else.
 func (s *state) probeRequest() *meshpb.SyncRequest {
@@ -162,10 +158,12 @@ func (s *state) observeAll(now time.Time) {
 // two or more subjects: it is then as likely cut off, starved or in a
 // minority as they all failed (Lifeguard's point: a peer whose probes
 // fail may be the problem itself). Meanwhile its timeouts alert only
-// after cutOffSlowdown Expiries (refusals still at once), and it reviews
-// its alerts on that rule, so that a process starved of CPU, where every
-// probe times out, does not have its peers remove each other, while the
-// members of a cluster most of which really died are removed, later.
+// after a full Expiry of failures, never sooner on other observers'
+// alerts, which may come from the same cut, and it reviews its alerts on
+// that rule. No longer than that: the minority of a partition is cut off
+// too and must still remove the other side (waiting 4 Expiries took it
+// 22 periods), while a starved process restarts its runs when its rounds
+// run late (resume) and one peer's alerts remove nobody.
 // While it reaches none of them, it also lists none of them (GetMembers,
 // Members, events), without writing a tombstone, since one peer's
 // verdict must not remove anybody from the others' views; as each
@@ -222,18 +220,13 @@ func (s *state) observe(subject string, now time.Time) {
 	if !ok || cur.Deleted {
 		return
 	}
-	// A peer that is cut off distrusts its own timeouts (see checkCutOff).
-	// Otherwise, once the subject is a suspect, this peer's own run of
-	// failed probes confirms the alerts of others, whose runs spanned an
-	// Expiry: a silent member's observers, each starting its run when
-	// its turn to probe came, alert together once two of them have.
-	exp, corroborated := s.expiry(), false
-	if s.cutOff {
-		exp *= cutOffSlowdown
-	} else {
-		corroborated = s.suspect(subject, s.overlay())
-	}
-	down := s.det.down(subject, now, exp, s.cfg.PingPeriod, corroborated)
+	// Once the subject is a suspect, this peer's own run of failed probes
+	// confirms the alerts of others, whose runs spanned an Expiry: a
+	// silent member's observers, each starting its run when its turn to
+	// probe came, alert together once two of them have. A peer cut off
+	// waits out its own Expiry (see checkCutOff).
+	corroborated := !s.cutOff && s.suspect(subject, s.overlay())
+	down := s.det.down(subject, now, s.expiry(), s.cfg.PingPeriod, corroborated)
 	mine, said := s.reps.by[subject][s.self]
 	if down == (said && mine.alert) || !down && !said {
 		return

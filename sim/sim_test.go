@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gossipmesh/mesh/peer"
 )
 
 // size returns n, or small under the race detector.
@@ -170,6 +172,19 @@ func TestLoss(t *testing.T) {
 func TestPartition(t *testing.T) {
 	r := run(t, "partition", Options{N: size(200, 60)})
 	target(t, r, "rounds to re-merge after heal")
+}
+
+// The fault suite's partition: 3 of 7 peers cut off. The three are cut
+// off from most of what they observe, and must still drop the four.
+func TestSmallPartition(t *testing.T) {
+	for seed := uint64(1); seed <= 8; seed++ {
+		r := run(t, "partition", Options{N: 7, Seed: seed, Partition: 30 * time.Second,
+			Config: Config{Peer: peer.PeerConfig{PingPeriod: 200 * time.Millisecond}}})
+		if d := r.Metric("rounds until each side dropped the other"); !(d <= 10) {
+			t.Errorf("partition of 3 from 4, seed %d: each side dropped the other after %.1f rounds, want within 10", seed, d)
+		}
+		target(t, r, "rounds to re-merge after heal")
+	}
 }
 
 func TestOneWayPartition(t *testing.T) {
