@@ -74,15 +74,20 @@ fuzz: ## fuzz decode-then-merge and the exchange, FUZZTIME executions each
 	go test ./property_test -run '^$$' -fuzz FuzzExchange -fuzztime $(FUZZTIME)
 
 # bench runs the side-by-side benchmark against hashicorp/memberlist
-# (bench/, its own module) at N = 16, 64 and 128, 5 repetitions each, and
-# rewrites bench/RESULTS.md, results.svg and results.json, printing progress
-# as it goes. The 2-minute loss phases run after the repetitions, both
-# systems in one window per size, and N = 16 shares N = 64's window (each
-# cluster in its own process): under 10 minutes on 2 cores. BENCHFLAGS adds
-# meshbench flags, e.g. BENCHFLAGS='-loss-together=' for a window per size
-# (about 2 minutes more).
-bench: ## mesh beside hashicorp/memberlist; rewrites bench/RESULTS.md (about 10 min)
+# (bench/, its own module) in two runs, printing progress as it goes:
+# - N = 16, 64 and 128 at P = 100 ms, 5 repetitions each, rewriting
+#   bench/RESULTS.md, results.svg and results.json. The 2-minute loss
+#   phases run after the repetitions, both systems in one window per size,
+#   and N = 16 shares N = 64's window (each cluster in its own process):
+#   under 10 minutes on 2 cores. BENCHFLAGS adds meshbench flags to this
+#   run, e.g. BENCHFLAGS='-loss-together=' for a window per size.
+# - N = 256 at P = 1 s, 5 repetitions, a 30 s steady-state window and no
+#   loss phase, rewriting bench/p1s/: about 20 minutes, most of it
+#   memberlist's joins.
+bench: ## mesh beside hashicorp/memberlist; rewrites bench/RESULTS.md and bench/p1s/ (about 30 min)
 	cd bench && go run ./cmd/meshbench -n 16,64,128 -reps 5 -loss-together 16+64 $(BENCHFLAGS)
+	mkdir -p bench/p1s
+	cd bench && go run ./cmd/meshbench -n 256 -period 1s -reps 5 -steady 30s -loss-duration 0 -closing closing-1s.md -out p1s
 
 # bench-crdt runs the crdt package's benchmarks.
 bench-crdt: ## the crdt package's benchmarks

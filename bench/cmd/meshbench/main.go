@@ -85,6 +85,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (options, string, error) {
 		systems = fs.String("systems", "mesh,memberlist", "systems to run, in order")
 		seed    = fs.Uint64("seed", 0, "seed for victim choice and loss (0: from the clock)")
 		out     = fs.String("out", ".", "directory for RESULTS.md, results.svg and results.json")
+		note    = fs.String("closing", "closing.md", "which closing note of cmd/meshbench ends RESULTS.md: closing.md (the P = 100 ms run) or closing-1s.md")
 	)
 	fs.BoolVar(&verbose, "v", false, "log every false removal, and when each crash was first and last seen, to stderr")
 	if err := fs.Parse(args); err != nil {
@@ -98,6 +99,16 @@ func parseFlags(fs *flag.FlagSet, args []string) (options, string, error) {
 	if err := o.parseLossGroups(*groups); err != nil {
 		return options{}, "", err
 	}
+	c, err := closingNotes.ReadFile(*note)
+	if err != nil {
+		var names []string
+		entries, _ := closingNotes.ReadDir(".")
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		return options{}, "", fmt.Errorf("-closing: %q is not one of the closing notes (%s)", *note, strings.Join(names, ", "))
+	}
+	o.closing = string(c)
 	if o.seed == 0 {
 		o.seed = uint64(time.Now().UnixNano())
 	}

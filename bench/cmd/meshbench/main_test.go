@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"errors"
+	"flag"
 	"io"
 	"math"
 	"slices"
@@ -123,6 +124,21 @@ func TestParseReportsEveryProblem(t *testing.T) {
 	}
 	if len(o.sizes) != 2 || o.sizes[1] != 64 || o.systems[0] != "memberlist" {
 		t.Fatalf("parsed sizes %v systems %v", o.sizes, o.systems)
+	}
+}
+
+// -closing picks one of the embedded closing notes, and names them when
+// given another.
+func TestClosingNotes(t *testing.T) {
+	for _, name := range []string{"closing.md", "closing-1s.md"} {
+		o, _, err := parseFlags(flag.NewFlagSet("t", flag.ContinueOnError), []string{"-closing", name})
+		if err != nil || !strings.HasPrefix(o.closing, "## Closing note") {
+			t.Errorf("-closing %s: err %v, note starts %.20q", name, err, o.closing)
+		}
+	}
+	_, _, err := parseFlags(flag.NewFlagSet("t", flag.ContinueOnError), []string{"-closing", "../main.go"})
+	if err == nil || !strings.Contains(err.Error(), "closing-1s.md") {
+		t.Errorf("-closing ../main.go: err %v, want one naming the notes", err)
 	}
 }
 

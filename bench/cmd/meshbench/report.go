@@ -1,7 +1,7 @@
 package main
 
 import (
-	_ "embed"
+	"embed"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -14,11 +14,12 @@ import (
 	"time"
 )
 
-// closing is the hand-written closing note: why mesh loses where it does
-// and what would close the gap. It is written against a run and says which.
+// closingNotes are the hand-written closing notes, one per run that
+// make bench makes: why mesh loses where it does and what would close the
+// gap. Each is written against a run and says which; -closing picks one.
 //
-//go:embed closing.md
-var closing string
+//go:embed closing*.md
+var closingNotes embed.FS
 
 // metric is one row of the tables and one panel of the chart.
 type metric struct {
@@ -238,7 +239,7 @@ func (rp *report) markdown() []byte {
 			rp.fmtList(r.Bytes), rp.fmtList(r.Wire), rp.fmtList(r.CPU))
 	}
 	w("\n")
-	if c := strings.TrimSpace(closing); c != "" {
+	if c := strings.TrimSpace(rp.o.closing); c != "" {
 		w("%s\n", c)
 	}
 	return []byte(b.String())

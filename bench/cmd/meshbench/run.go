@@ -29,6 +29,7 @@ type options struct {
 	lossGroups   [][]int // sizes whose loss phases share a window
 	seed         uint64
 	fdLimit      uint64
+	closing      string // the closing note's text (-closing)
 }
 
 // result holds one system's figures at one cluster size. Times are in
