@@ -140,6 +140,10 @@ func (s *state) corroborate(rs []report, now time.Time) {
 	}
 }
 
+// cutOffSlowdown multiplies Expiry for a cut-off peer's new alerts on
+// timeouts, as Lifeguard's local health multiplies its timeouts (up to 8).
+const cutOffSlowdown = 4
+
 // probeRequest is a probe of a subject: who asks, so that a pending
 // subject knows an observer reached it (reachedBy), and nothing else.
 func (s *state) probeRequest() *meshpb.SyncRequest {
@@ -157,13 +161,15 @@ func (s *state) observeAll(now time.Time) {
 // checkCutOff sets cutOff while this peer reaches fewer than half of its
 // two or more subjects: it is then as likely cut off, starved or in a
 // minority as they all failed (Lifeguard's point: a peer whose probes
-// fail may be the problem itself). Meanwhile its timeouts alert only
-// after a full Expiry of failures, never sooner on other observers'
-// alerts, which may come from the same cut, and it reviews its alerts on
-// that rule. No longer than that: the minority of a partition is cut off
-// too and must still remove the other side (waiting 4 Expiries took it
-// 22 periods), while a starved process restarts its runs when its rounds
-// run late (resume) and one peer's alerts remove nobody.
+// fail may be the problem itself). Meanwhile it raises new alerts on
+// timeouts only after cutOffSlowdown Expiries (refusals still at once),
+// so that a loaded process, where many probes time out, does not have
+// its peers alert each other out, while the members of a cluster most of
+// which really died are removed, later. It keeps the alerts it raised
+// before, until their subjects answer: a partition's minority raises
+// them on the other side before it counts itself cut off, and
+// withdrawing them then made its removal of the other side a race that
+// it lost one time in three.
 // While it reaches none of them, it also lists none of them (GetMembers,
 // Members, events), without writing a tombstone, since one peer's
 // verdict must not remove anybody from the others' views; as each
@@ -190,6 +196,11 @@ func (s *state) checkCutOff(now time.Time) {
 		}
 	}
 	if cut != s.cutOff {
+		if cut {
+			for _, a := range down {
+				s.observe(a, now) // first the alerts due before the cut, kept after it
+			}
+		}
 		s.cutOff = cut
 		s.log.Warn("reaching fewer than half of the members this peer observes; alerting only after longer silence", "cut off", cut, "subjects", len(s.subjects), "down", len(down))
 		for _, a := range s.subjects {
@@ -224,11 +235,21 @@ func (s *state) observe(subject string, now time.Time) {
 	// confirms the alerts of others, whose runs spanned an Expiry: a
 	// silent member's observers, each starting its run when its turn to
 	// probe came, alert together once two of them have. A peer cut off
-	// waits out its own Expiry (see checkCutOff).
-	corroborated := !s.cutOff && s.suspect(subject, s.overlay())
-	down := s.det.down(subject, now, s.expiry(), s.cfg.PingPeriod, corroborated)
+	// raises new alerts only after cutOffSlowdown Expiries, and keeps
+	// those it raised before until the subject answers (see checkCutOff).
+	exp, corroborated := s.expiry(), false
 	mine, said := s.reps.by[subject][s.self]
-	if down == (said && mine.alert) || !down && !said {
+	alerting := said && mine.alert
+	switch {
+	case !s.cutOff:
+		corroborated = s.suspect(subject, s.overlay())
+	case alerting:
+		corroborated = true
+	default:
+		exp *= cutOffSlowdown
+	}
+	down := s.det.down(subject, now, exp, s.cfg.PingPeriod, corroborated)
+	if down == alerting || !down && !said {
 		return
 	}
 	r := report{observer: s.self, subject: subject, entry: cur.Stamp, alert: down, time: s.tick(now)}
