@@ -440,13 +440,13 @@ func runPartition(s *Sim, o Options, r *Report) {
 	s.quiesce(r, 200)
 }
 
-// listings counts the pairs in which a peer of from holds a peer of of as
-// a live member.
-func (s *Sim) listings(from, of []string) int {
+// listings counts the pairs in which a peer of holders lists a peer of
+// members as live.
+func (s *Sim) listings(holders, members []string) int {
 	n := 0
-	for _, f := range from {
-		row := s.chk.views[s.node(f).slot]
-		for _, x := range of {
+	for _, h := range holders {
+		row := s.chk.views[s.node(h).slot]
+		for _, x := range members {
 			if present(row[s.node(x).slot]) {
 				n++
 			}
