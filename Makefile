@@ -82,9 +82,9 @@ fuzz: ## fuzz decode-then-merge and the exchange, FUZZTIME executions each
 #   under 10 minutes on 2 cores. BENCHFLAGS adds meshbench flags to this
 #   run, e.g. BENCHFLAGS='-loss-together=' for a window per size.
 # - N = 256 at P = 1 s, 5 repetitions, a 30 s steady-state window and no
-#   loss phase, rewriting bench/p1s/: about 20 minutes, most of it
+#   loss phase, rewriting bench/p1s/: about 25 minutes, most of it
 #   memberlist's joins.
-bench: ## mesh beside hashicorp/memberlist; rewrites bench/RESULTS.md and bench/p1s/ (about 30 min)
+bench: ## mesh beside hashicorp/memberlist; rewrites bench/RESULTS.md and bench/p1s/ (about 35 min)
 	cd bench && go run ./cmd/meshbench -n 16,64,128 -reps 5 -loss-together 16+64 $(BENCHFLAGS)
 	mkdir -p bench/p1s
 	cd bench && go run ./cmd/meshbench -n 256 -period 1s -reps 5 -steady 30s -loss-duration 0 -closing closing-1s.md -out p1s
