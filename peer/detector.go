@@ -111,10 +111,13 @@ func (w *watch) fail(started time.Time) {
 // address); or its probes have failed, failsFor(expiry, period) or more
 // in a row, for an expiry (a silent host, a lost path, a wedged process),
 // or for any time at all where corroborated: other observers' alerts
-// already vouch for the expiry.
+// already vouch for the expiry. The span is counted in rounds: a run
+// begun in round k spans an expiry of E periods in round k+E, though the
+// scheduler may have started that round a little sooner after round k's
+// than E periods (time.Ticker keeps the schedule, not each round's delay).
 func (d *detector) down(addr string, now time.Time, expiry, period time.Duration, corroborated bool) bool {
 	w := d.watches[addr]
-	return w != nil && (w.refused || w.fails >= failsFor(expiry, period) && (corroborated || now.Sub(w.since) >= expiry))
+	return w != nil && (w.refused || w.fails >= failsFor(expiry, period) && (corroborated || now.Sub(w.since) >= expiry-period/2))
 }
 
 // restart forgets addr's run of failures: it wrote a new entry, so an

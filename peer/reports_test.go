@@ -186,6 +186,11 @@ func TestDetector(t *testing.T) {
 	if d.down("c", t0.Add(exp-p), exp, p, false) || !d.down("c", t0.Add(exp), exp, p, false) {
 		t.Fatal("three failures should alert only once they lasted an expiry")
 	}
+	// The round an expiry after the first failure's may start a little
+	// sooner than a full expiry after it: it counts.
+	if !d.down("c", t0.Add(exp-p/10), exp, p, false) {
+		t.Fatal("a run of an expiry's rounds, its last round early by P/10, did not alert")
+	}
 	// A stall of this peer restarts the run of failures.
 	d.resume(t0.Add(30 * p))
 	if d.down("c", t0.Add(30*p), exp, p, false) {
