@@ -74,20 +74,24 @@ const relayRings = 3
 // subject whose last probe failed or that another observer alerts on,
 // until it answers or this peer alerts too; and the others while two or
 // more fail, which may mean this peer is cut off (see checkCutOff);
-// maxProbes in all.
+// maxProbes in all, the longest unprobed first. A subject whose probe is
+// still in flight (a silent one's lasts its deadline, about a period) is
+// left out, or its slot would go unused while others wait their turn.
 func (s *state) probes(partners []string) []string {
 	if len(s.subjects) == 0 {
 		return nil
 	}
-	out := s.det.stalest(s.subjects, stalestProbes, false, func(a string) bool { return slices.Contains(partners, a) })
+	skip := func(a string) bool { return s.inflight[a] || slices.Contains(partners, a) }
+	byTurn := s.det.stalest(s.subjects, len(s.subjects), false, skip)
+	out := slices.Clone(byTurn[:min(stalestProbes, len(byTurn))])
 	failing := 0
 	for _, a := range s.subjects {
 		if s.det.failing(a) {
 			failing++
 		}
 	}
-	for _, a := range s.subjects {
-		if len(out) < maxProbes && !slices.Contains(out, a) && !slices.Contains(partners, a) && (failing >= 2 || s.unsettled(a)) {
+	for _, a := range byTurn[len(out):] {
+		if len(out) < maxProbes && (failing >= 2 || s.unsettled(a)) {
 			out = append(out, a)
 		}
 	}
@@ -225,8 +229,11 @@ func (s *state) checkCutOff(now time.Time) {
 
 // observe makes this peer's report on subject say what the detector
 // says: an alert while it cannot reach the subject, cleared once it can.
-// Only a change is written and told.
+// Only a change is written and told. Whether this peer is cut off is
+// checked after every observation, changed or not: a cut-off peer raises
+// no alert on a subject that has just gone down, yet may now reach none.
 func (s *state) observe(subject string, now time.Time) {
+	defer s.checkCutOff(now)
 	cur, ok := s.members.Lookup(subject)
 	if !ok || cur.Deleted {
 		return
@@ -262,7 +269,6 @@ func (s *state) observe(subject string, now time.Time) {
 	s.putReport(r)
 	s.tell(nil, []report{r}, now)
 	s.decideAll(now)
-	s.checkCutOff(now)
 }
 
 // settleReports re-stamps this peer's own entry when every report about

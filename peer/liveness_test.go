@@ -1,6 +1,7 @@
 package peer
 
 import (
+	"errors"
 	"slices"
 	"testing"
 )
@@ -89,4 +90,76 @@ func TestFailedEventSaysWhoDecided(t *testing.T) {
 			t.Errorf("%s: Decided = %v, want %v", st.self, got, want)
 		}
 	}
+}
+
+// A silent subject's probe stays in flight until its deadline, about a
+// period, so into the next round. While two or more subjects fail, a round
+// contacts every subject whose call is not in flight, rather than giving
+// its slots to those still waiting on theirs: a peer cut off from all 6 of
+// its subjects contacts each of them every other round.
+func TestProbesSkipCallsInFlight(t *testing.T) {
+	net, names, now := cluster(t, 7)
+	st := net[names[0]]
+	if len(st.subjects) != 6 {
+		t.Fatalf("%d subjects, want all 6 others", len(st.subjects))
+	}
+	var held []*exchange
+	round := func() map[string]bool {
+		now = now.Add(p)
+		called := map[string]bool{}
+		exs := st.round(now)
+		for _, ex := range exs {
+			called[ex.addr] = true
+		}
+		for _, ex := range held { // the previous round's calls time out
+			st.onError(ex, errors.New("context deadline exceeded"), now)
+		}
+		held = exs
+		return called
+	}
+	round()
+	round() // two subjects or more now fail
+	inFlight := map[string]bool{}
+	for _, ex := range held {
+		inFlight[ex.addr] = true
+	}
+	called := round()
+	for _, a := range st.subjects {
+		if inFlight[a] == called[a] {
+			t.Fatalf("round called %v with %v in flight; want every subject not in flight called, and no other", called, inFlight)
+		}
+	}
+}
+
+// A cut-off peer raises no new alert on a subject that has just gone
+// down, but once that leaves it reaching none of its subjects it lists
+// none of them at once, on the failure that told it, not a round later.
+func TestCutOffPeerHidesOnTheLastFailure(t *testing.T) {
+	net, names, now := cluster(t, 7)
+	st := net[names[0]]
+	var held []*exchange
+	for range 20 {
+		now = now.Add(p)
+		exs := st.round(now)
+		for _, ex := range held { // the previous round's calls time out
+			st.onError(ex, errors.New("context deadline exceeded"), now)
+			down := 0
+			for _, a := range st.subjects {
+				if st.det.down(a, now, st.expiry(), p, false) {
+					down++
+				}
+			}
+			if down == len(st.subjects) {
+				if len(st.hidden) != len(st.subjects) {
+					t.Fatalf("every subject down, but %d of %d hidden", len(st.hidden), len(st.subjects))
+				}
+				if !st.cutOff {
+					t.Fatal("every subject down, but not cut off")
+				}
+				return
+			}
+		}
+		held = exs
+	}
+	t.Fatal("the subjects never all went down")
 }
