@@ -117,7 +117,7 @@ type clusterOpts struct {
 }
 
 func newCluster(t *testing.T, nw *network, bin string, period time.Duration, o clusterOpts) *cluster {
-	c := &cluster{t: t, nw: nw, bin: bin, period: period, dir: t.TempDir(), proxied: o.proxied, rpc: o.rpcTimeout, agents: make([]*agent, len(nw.hosts)), incs: map[int]int{}}
+	c := &cluster{t: t, nw: nw, bin: bin, period: period, dir: faultsDir(t), proxied: o.proxied, rpc: o.rpcTimeout, agents: make([]*agent, len(nw.hosts)), incs: map[int]int{}}
 	for i := range nw.hosts {
 		seeds := []string{}
 		if i > 0 {
@@ -449,4 +449,22 @@ func grep(s, substr string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// faultsDir is where a cluster's agents write their logs and events:
+// under MESH_FAULTS_DIR, one directory a test, kept for reading after
+// the run; or a temporary one.
+func faultsDir(t *testing.T) string {
+	root := os.Getenv("MESH_FAULTS_DIR")
+	if root == "" {
+		return t.TempDir()
+	}
+	d := filepath.Join(root, t.Name())
+	if err := os.RemoveAll(d); err != nil {
+		t.Fatalf("MESH_FAULTS_DIR: %v", err)
+	}
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		t.Fatalf("MESH_FAULTS_DIR: %v", err)
+	}
+	return d
 }

@@ -24,5 +24,7 @@
 //
 // Knobs (environment): MESH_FAULTS_PERIOD (gossip period, default 200ms),
 // MESH_FAULTS_LOSS (loss scenario length, default 2m), MESH_FAULTS_SOAK
-// (soak length, default 1m), MESH_FAULTS_NETNS=0 (force the fallback).
+// (soak length, default 1m), MESH_FAULTS_NETNS=0 (force the fallback),
+// MESH_FAULTS_DIR (keep every agent's logs and events there, a
+// directory per scenario, instead of in a temporary directory).
 package faults
