@@ -65,8 +65,10 @@
 //
 // # Scenarios
 //
-// Scenarios (join, steady, churn, loss, partition, oneway, restart,
-// crashloop, metastorm, slow) are sized by Options and return a Report of
+// Scenarios (join, steady, churn, loss, partition, cut, oneway, restart,
+// crashloop, metastorm, slow, and those of the observer overlay:
+// unreachable, flipflop, brokenlink, isolated) are sized by Options and
+// return a Report of
 // measured figures against the project's targets. They run as tests
 // (small), as benchmarks (full size) and from cmd/mesh-sim:
 //

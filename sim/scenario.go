@@ -118,6 +118,8 @@ var Scenarios = []Scenario{
 		func(o *Options) { def(&o.N, 256); defD(&o.Duration, 30*time.Minute); defF(&o.Loss, 0.10) }, runLoss},
 	{"partition", "two halves cut for Partition, then healed; rounds to re-merge",
 		func(o *Options) { def(&o.N, 200); defD(&o.Partition, 2*time.Minute) }, runPartition},
+	{"cut", "each peer of the smaller half cut from everyone, as a host whose link goes down, for Partition, then healed; rounds until each side dropped the other, and to re-merge",
+		func(o *Options) { def(&o.N, 7); defD(&o.Partition, 30*time.Second) }, runCut},
 	{"oneway", "messages from one half to the other dropped for Partition, then healed",
 		func(o *Options) { def(&o.N, 50); defD(&o.Partition, time.Minute) }, runOneWay},
 	{"restart", "restart at the same address with new meta: after removal, before detection, after leave",
@@ -417,18 +419,48 @@ func halves(s *Sim) (a, b []string) {
 }
 
 func runPartition(s *Sim, o Options, r *Report) {
+	partitionAndHeal(s, o, r, func(a, b []string) [][]string { return [][]string{a, b} })
+}
+
+// runCut cuts each peer of the smaller half from everyone, the others of
+// that half included, as the fault suite's partition takes its hosts'
+// links down.
+func runCut(s *Sim, o Options, r *Report) {
+	partitionAndHeal(s, o, r, func(a, b []string) [][]string {
+		groups := [][]string{b}
+		for _, x := range a {
+			groups = append(groups, []string{x})
+		}
+		return groups
+	})
+}
+
+// partitionAndHeal converges the cluster, cuts the groups that split
+// makes of its halves from each other for o.Partition, and heals them.
+func partitionAndHeal(s *Sim, o Options, r *Report, split func(a, b []string) [][]string) {
 	p := s.Period()
 	converge(s, o.N)
-	a, b := halves(s)
-	s.Partition(a, b)
+	groups := split(halves(s))
+	s.Partition(groups...)
 	start := s.now
+	across := func() int {
+		n := 0
+		for i := range groups {
+			for j := range groups {
+				if i != j {
+					n += s.listings(groups[i], groups[j])
+				}
+			}
+		}
+		return n
+	}
 	// A member with fewer than two observers on a side may stay listed
 	// there until the heal (docs/PROTOCOL.md), so this is a figure, not
 	// a check.
-	if s.pollUntil(o.Partition, func() bool { return s.listings(a, b)+s.listings(b, a) == 0 }) {
+	if s.pollUntil(o.Partition, func() bool { return across() == 0 }) {
 		r.add("rounds until each side dropped the other", s.rounds(time.Duration(s.now-start)), "rounds")
 	} else {
-		r.add("members listed across the partition at the heal", float64(s.listings(a, b)+s.listings(b, a)), "")
+		r.add("members listed across the partition at the heal", float64(across()), "")
 	}
 	s.runUntil(start+int64(o.Partition), nil)
 	s.Heal()

@@ -174,16 +174,20 @@ func TestPartition(t *testing.T) {
 	target(t, r, "rounds to re-merge after heal")
 }
 
-// The fault suite's partition: 3 of 7 peers cut off. The three are cut
-// off from most of what they observe, and must still drop the four.
+// 3 of 7 peers cut from the other 4, as a group (partition) and each on
+// its own (cut: the fault suite's partition, which takes the three hosts'
+// links down). The three are cut off from most of what they observe, and
+// must still drop the four, within 10 rounds.
 func TestSmallPartition(t *testing.T) {
-	for seed := uint64(1); seed <= 8; seed++ {
-		r := run(t, "partition", Options{N: 7, Seed: seed, Partition: 30 * time.Second,
-			Config: Config{Peer: peer.PeerConfig{PingPeriod: 200 * time.Millisecond}}})
-		if d := r.Metric("rounds until each side dropped the other"); !(d <= 10) {
-			t.Errorf("partition of 3 from 4, seed %d: each side dropped the other after %.1f rounds, want within 10", seed, d)
+	for _, sc := range []string{"partition", "cut"} {
+		for seed := uint64(1); seed <= 8; seed++ {
+			r := run(t, sc, Options{N: 7, Seed: seed, Partition: 30 * time.Second,
+				Config: Config{Peer: peer.PeerConfig{PingPeriod: 200 * time.Millisecond}}})
+			if d := r.Metric("rounds until each side dropped the other"); !(d <= 10) {
+				t.Errorf("%s, 3 of 7, seed %d: each side dropped the other after %.1f rounds, want within 10", sc, seed, d)
+			}
+			target(t, r, "rounds to re-merge after heal")
 		}
-		target(t, r, "rounds to re-merge after heal")
 	}
 }
 
