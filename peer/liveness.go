@@ -154,11 +154,14 @@ func (s *state) probeRequest() *meshpb.SyncRequest {
 	return &meshpb.SyncRequest{Cluster: s.cfg.ClusterName, From: s.self, Probe: true}
 }
 
-// observeAll brings this peer's reports on every subject up to date.
+// observeAll brings this peer's reports on every subject up to date,
+// and then checks once whether it is cut off, not after each subject.
 func (s *state) observeAll(now time.Time) {
+	s.checkingCutOff = true
 	for _, a := range s.subjects {
 		s.observe(a, now)
 	}
+	s.checkingCutOff = false
 	s.checkCutOff(now)
 }
 

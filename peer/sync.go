@@ -172,7 +172,7 @@ type state struct {
 	pendingSelf    bool
 	pending        map[string]bool // members whose live entry is pending
 	cutOff         bool            // this peer reaches under half of its subjects: see checkCutOff
-	checkingCutOff bool
+	checkingCutOff bool            // checkCutOff or observeAll runs: observe leaves the check to them
 	hidden         map[string]bool // subjects not listed meanwhile
 
 	seeds     map[string]*retry
